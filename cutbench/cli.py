@@ -1,0 +1,135 @@
+"""The ``cutbench`` command: run studies, render reports, list what is available."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+from cutbench import CutbenchError
+
+DEFAULT_STUDY = "quick"
+
+
+def builtin_studies() -> dict[str, Path]:
+    """Study files shipped with cutbench (benchmarks/studies/*.yaml), by name."""
+    folder = resources.files("cutbench.studies")
+    return {Path(p.name).stem: Path(str(p)) for p in folder.iterdir() if p.name.endswith(".yaml")}
+
+
+def resolve_study_path(study: str) -> Path:
+    """A path to a study file, or the name of a built-in study."""
+    path = Path(study)
+    if path.is_file():
+        return path
+    builtin = builtin_studies()
+    if study in builtin:
+        return builtin[study]
+    raise CutbenchError(f"no study file {study!r} and no built-in study of that name; built-in: "
+                        f"{', '.join(sorted(builtin))}.")
+
+
+def cmd_run(args) -> int:
+    from cutbench.runner import run_study
+    from cutbench.store import ResultStore
+    from cutbench.study import load_study
+
+    study = load_study(resolve_study_path(args.study))
+    if args.dry_run:
+        for i, cell in enumerate(study.cells, 1):
+            print(f"[{i}/{len(study.cells)}] {cell.label()}")
+        print(f"{len(study.cells)} cells")
+        return 0
+    out = Path(args.out) if args.out else Path("results") / study.name
+    store = ResultStore(out)
+    print(f"study {study.name!r}: {len(study.cells)} cells -> {out}")
+    started = time.perf_counter()
+    counts = run_study(study, store, retry_failed=args.retry_failed)
+    wall = time.perf_counter() - started
+    written = render_report(store, out)
+    print(f"done in {wall:.1f} s: {counts['ran']} run ({counts['ok']} ok, {counts['failed']} failed, "
+          f"{counts['skipped']} skipped), {counts['stored']} already stored")
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0 if counts["failed"] == 0 else 1
+
+
+def render_report(store, out: Path) -> list[Path]:
+    """Export the store's table and render the Markdown/LaTeX/HTML tables and the accuracy plot."""
+    from cutbench.reports import plot_metric_bars, summarize, to_html, to_latex, to_markdown
+
+    written = store.export(out / "results")
+    frame = store.to_frame()
+    if frame.empty:
+        return written
+    summary = summarize(frame)
+    markdown = to_markdown(summary)
+    for name, text in (("table.md", markdown), ("table.tex", to_latex(summary)), ("table.html", to_html(summary))):
+        (out / name).write_text(text)
+        written.append(out / name)
+    written += plot_metric_bars(frame, "acc", path_stem=out / "acc")
+    print(markdown)
+    return written
+
+
+def cmd_report(args) -> int:
+    from cutbench.store import ResultStore
+
+    out = Path(args.out)
+    if not (out / "records").is_dir():
+        raise CutbenchError(f"{out} holds no results (no records/ folder); run a study with --out {out} first.")
+    written = render_report(ResultStore(out), out)
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def cmd_list(args) -> int:
+    from cutbench.datasets import list_datasets
+    from cutbench.methods.registry import list_methods
+
+    print("methods:  " + ", ".join(list_methods()))
+    print("datasets: " + ", ".join(list_datasets()))
+    print("studies:  " + ", ".join(sorted(builtin_studies())))
+    return 0
+
+
+def cmd_info(args) -> int:
+    from cutbench.provenance import provenance
+
+    print(json.dumps(provenance(), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cutbench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a study (default: the quick study)")
+    run.add_argument("study", nargs="?", default=DEFAULT_STUDY, help="study file or built-in study name")
+    run.add_argument("--out", help="output folder (default: results/<study name>)")
+    run.add_argument("--dry-run", action="store_true", help="list the cells and exit")
+    run.add_argument("--retry-failed", action="store_true", help="re-run cells stored as failed or skipped")
+    run.set_defaults(func=cmd_run)
+
+    report = sub.add_parser("report", help="render tables and plots from a results folder")
+    report.add_argument("out", help="results folder written by `cutbench run`")
+    report.set_defaults(func=cmd_report)
+
+    sub.add_parser("list", help="list methods, datasets and built-in studies").set_defaults(func=cmd_list)
+    sub.add_parser("info", help="print this machine's provenance record").set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CutbenchError as exc:
+        print(f"cutbench: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

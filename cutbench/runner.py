@@ -1,0 +1,177 @@
+"""Runs the cells of a study and stores one record per cell.
+
+The flow of one cell is one-way: dataset -> features -> (affinity) -> fit -> predict -> metrics ->
+record. Every stage is timed by :mod:`cutbench.timing`; the method itself never times anything.
+A cell that raises is stored as ``failed`` with its error and the study goes on.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from typing import Callable
+
+import numpy as np
+import torch
+from sklearn.base import clone
+
+from cutbench import __version__
+from cutbench._validation import resolve_device
+from cutbench.datasets import load_dataset
+from cutbench.graph import Affinity, knn_graph
+from cutbench.methods.base import as_numpy_labels
+from cutbench.methods.registry import make_method
+from cutbench.metrics import evaluate
+from cutbench.provenance import provenance
+from cutbench.store import ResultStore, cell_key
+from cutbench.study import Cell, Study
+from cutbench.timing import StageTimer
+
+
+class DatasetCache:
+    """Datasets loaded once per process and shared by every cell that uses them."""
+
+    def __init__(self):
+        self._loaded = {}
+
+    def get(self, name: str, params: dict):
+        key = (name, tuple(sorted(params.items())))
+        if key not in self._loaded:
+            self._loaded[key] = load_dataset(name, **params)
+        return self._loaded[key]
+
+
+def cell_config(cell: Cell, fingerprint: str, device: str) -> dict:
+    """Everything that determines a cell's result; its hash is the cell's key."""
+    return {
+        "dataset": {"name": cell.dataset, "params": cell.dataset_params, "fingerprint": fingerprint},
+        "features": {"name": cell.features},
+        "method": {"name": cell.method, "params": cell.method_params},
+        "protocol": cell.protocol,
+        "seed": cell.seed,
+        "device": device,
+        "timing": cell.timing,
+        "cutbench_version": __version__,
+    }
+
+
+def train_indices(n: int, train_size: int | None, seed: int) -> np.ndarray:
+    """The training subset: ``train_size`` points drawn uniformly without replacement (all when None)."""
+    if train_size is None or train_size >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=train_size, replace=False))
+
+
+_NO_CUDA = "CUDA is not available on this machine; run the cell on a GPU host or set device: auto."
+
+
+def identify_cell(cell: Cell, datasets: DatasetCache):
+    """``(config, dataset, device, problem)`` of a cell.
+
+    ``problem`` is None when the cell can run, the string reason when it must be skipped, or the
+    exception that prevents it (dataset or device unavailable); the config (and so the key) is
+    defined in every case, so a re-run finds the stored record.
+    """
+    if cell.device.startswith("cuda") and not torch.cuda.is_available():
+        return cell_config(cell, None, cell.device), None, None, _NO_CUDA
+    try:
+        dataset = datasets.get(cell.dataset, cell.dataset_params)
+        device = resolve_device(cell.device)
+    except Exception as exc:  # noqa: BLE001 - recorded as a failed cell
+        return cell_config(cell, None, cell.device), None, None, exc
+    return cell_config(cell, dataset.meta["fingerprint"], str(device)), dataset, device, None
+
+
+def run_cell(cell: Cell, datasets: DatasetCache, study_name: str) -> tuple[dict, np.ndarray | None]:
+    """Run one cell; returns its record and predicted labels (None unless it succeeded)."""
+    started = time.perf_counter()
+    config, dataset, device, problem = identify_cell(cell, datasets)
+    record = {"study": study_name, "key": cell_key(config), "config": config, "status": "failed", "error": None}
+    labels = None
+    try:
+        if isinstance(problem, str):
+            record.update(status="skipped", error=problem)
+        elif problem is not None:
+            raise problem
+        else:
+            labels = _run_stages(cell, dataset, device, record)
+            record["status"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a stored failed record
+        labels = None
+        record.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+    record["cell_wall_seconds"] = time.perf_counter() - started
+    record["provenance"] = provenance()
+    return record, labels
+
+
+def _run_stages(cell: Cell, dataset, device: torch.device, record: dict) -> np.ndarray:
+    """features -> (affinity) -> fit -> predict -> metrics, each stage timed; fills ``record``."""
+    timer = StageTimer(device)
+    # Features land on the device before any timed method stage (the transfer is its own stage).
+    with timer.stage("features"):
+        X = torch.from_numpy(np.ascontiguousarray(dataset.X, dtype=np.float32)).to(device)
+    y = dataset.y
+
+    method = make_method(cell.method, n_clusters=dataset.meta["k"], random_state=cell.seed,
+                         device=str(device), **cell.method_params)
+    caps = method.capabilities
+    # Transductive methods can only label what they are fitted on, so they are fitted on all points.
+    fit_idx = (train_indices(len(y), cell.protocol["train_size"], cell.seed) if caps.out_of_sample
+               else np.arange(len(y)))
+    X_fit = X[torch.from_numpy(fit_idx).to(device)] if len(fit_idx) < len(y) else X
+    record.update(fit_on="subset" if len(fit_idx) < len(y) else "all", n_fit=int(len(fit_idx)),
+                  capabilities=caps.to_dict())
+
+    warmup, repeats = cell.timing["warmup"], cell.timing["repeats"]
+    fit_kwargs = {}
+    if caps.precomputed_graph:
+        affinity = Affinity.from_any(method.affinity)
+        fit_kwargs["graph"] = timer.run("affinity", lambda: knn_graph(X_fit, affinity, device=device),
+                                        warmup=warmup, repeats=repeats)
+    # Each run fits a fresh clone: a warm-up run must not warm-start the measured one.
+    fitted = timer.run("fit", lambda: clone(method).fit(X_fit, **fit_kwargs), warmup=warmup, repeats=repeats)
+    if caps.out_of_sample:
+        labels = as_numpy_labels(timer.run("predict", lambda: fitted.predict(X), warmup=warmup, repeats=repeats))
+    else:
+        labels = as_numpy_labels(fitted.labels_)
+
+    timings = timer.to_dict()
+    timings["total"] = {"seconds": sum(t["seconds"] for t in timings.values())}
+    record.update(metrics=evaluate(y, labels, nmi_average_method=cell.protocol["nmi_average_method"]),
+                  timings=timings, history=_history(fitted))
+    return labels
+
+
+def _history(fitted) -> dict | None:
+    history = getattr(fitted, "history_", None)
+    if not history:
+        return None
+    return {k: [float(v) for v in values] for k, values in history.items()}
+
+
+def run_study(study: Study, store: ResultStore, *, retry_failed: bool = False,
+              progress: Callable[[str], None] = print) -> dict:
+    """Run every cell not already stored; returns counts of ok/failed/skipped-as-stored cells."""
+    datasets = DatasetCache()
+    counts = {"ran": 0, "stored": 0, "ok": 0, "failed": 0, "skipped": 0}
+    total = len(study.cells)
+    started = time.perf_counter()
+    for i, cell in enumerate(study.cells, 1):
+        existing = store.get(cell_key(identify_cell(cell, datasets)[0]))
+        if existing and (existing["status"] == "ok" or not retry_failed):
+            counts["stored"] += 1
+            progress(f"[{i}/{total}] {cell.label()}: stored ({existing['status']}), skipped")
+            continue
+        record, labels = run_cell(cell, datasets, study.name)
+        store.write(record, labels)
+        counts["ran"] += 1
+        counts[record["status"] if record["status"] in counts else "failed"] += 1
+        elapsed = time.perf_counter() - started
+        eta = elapsed / counts["ran"] * (total - i)
+        if record["status"] == "ok":
+            m, t = record["metrics"], record["timings"]
+            detail = f"ok  acc={m['acc']:.3f} nmi={m['nmi']:.3f} fit={t['fit']['seconds']:.2f}s"
+        else:
+            detail = f"{record['status'].upper()}  {record['error']}"
+        progress(f"[{i}/{total}] {cell.label()}: {detail}  (elapsed {elapsed:.0f}s, ETA {eta:.0f}s)")
+    return counts

@@ -1,0 +1,1 @@
+"""Clustering methods behind one scikit-learn interface; see :mod:`cutbench.methods.registry`."""

@@ -1,0 +1,82 @@
+"""The cutbench command end to end: run a tiny study in a subprocess, resume, report, errors."""
+
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+import pytest
+
+from cutbench.cli import main
+
+TINY = textwrap.dedent("""
+    name: cli-tiny
+    datasets:
+      - name: double_rings
+        params: {n: 300}
+    affinity: {sigma: median, n_neighbors: 8}
+    methods: [kmeans, ncut]
+    protocol: {train_size: 150}
+    seeds: [0, 1]
+    device: cpu
+    timing: {warmup: 0, repeats: 1}
+""")
+
+
+def cutbench(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "cutbench.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_run_resume_and_report_end_to_end(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    first = cutbench("run", "tiny.yaml", "--out", "res", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "[4/4]" in first.stdout and "ETA" in first.stdout
+    out = tmp_path / "res"
+    for name in ("results.csv", "results.parquet", "table.md", "table.tex", "table.html", "acc.png", "acc.pdf"):
+        assert (out / name).stat().st_size > 0, name
+    frame = pd.read_csv(out / "results.csv")
+    assert len(frame) == 4 and (frame.status == "ok").all()
+    assert frame.loc[frame.method == "ncut", "acc"].min() >= 0.99
+    table = (out / "table.md").read_text()
+    assert "ncut" in table and "kmeans" in table and "±" in table
+
+    second = cutbench("run", "tiny.yaml", "--out", "res", cwd=tmp_path)
+    assert second.returncode == 0 and "4 already stored" in second.stdout and "0 run" in second.stdout
+
+    report = cutbench("report", "res", cwd=tmp_path)
+    assert report.returncode == 0 and "table.md" in report.stdout
+
+
+def test_dry_run_lists_cells(tmp_path, capsys):
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    assert main(["run", str(tmp_path / "tiny.yaml"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "4 cells" in out and "double_rings · ncut · seed=1" in out
+    assert not (tmp_path / "results").exists()
+
+
+def test_quick_study_is_built_in_and_valid(capsys):
+    assert main(["run", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "36 cells" in out and "neuncut" in out and "digits" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "no-such-study"], "no study file 'no-such-study'"),
+    (["report", "nowhere"], "holds no results"),
+])
+def test_errors_are_reported_without_traceback(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_list_and_info(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "neuncut" in out and "double_rings" in out and "quick" in out
+    assert main(["info"]) == 0
+    assert '"torch"' in capsys.readouterr().out
