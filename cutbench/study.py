@@ -184,7 +184,7 @@ def _expand_datasets(entries, source) -> list[tuple[str, dict]]:
         _check_keys(entry, _DATASET_KEYS, "a dataset entry", source)
         params = _strip(entry.get("params", {}) or {})
         try:
-            check_dataset_params(entry["name"], params)
+            params = check_dataset_params(entry["name"], params)  # defaults resolved: equal data, equal key
         except CutbenchError as exc:
             raise CutbenchError(f"{_where(source, entry, 'name')}: {exc}") from None
         out.append((entry["name"], params))
