@@ -33,27 +33,37 @@ def resolve_study_path(study: str) -> Path:
 
 
 def cmd_run(args) -> int:
+    from cutbench.executors import make_executor
     from cutbench.runner import run_study
     from cutbench.store import ResultStore
-    from cutbench.study import load_study
+    from cutbench.study import load_study, select_cells
 
-    study = load_study(resolve_study_path(args.study))
+    study = load_study(resolve_study_path(args.study), overrides=args.set)
+    cells = select_cells(study.cells, args.only) if args.only else study.cells
     if args.dry_run:
-        for i, cell in enumerate(study.cells, 1):
-            print(f"[{i}/{len(study.cells)}] {cell.label()}")
-        print(f"{len(study.cells)} cells")
+        for i, cell in enumerate(cells, 1):
+            print(f"[{i}/{len(cells)}] {cell.label()}")
+        print(f"{len(cells)} cells")
         return 0
+    options = {}
+    if args.workers is not None:
+        options["workers"] = args.workers
+    if args.scheduler:
+        if args.executor != "dask":
+            raise CutbenchError("--scheduler is an option of --executor dask.")
+        options["address"] = args.scheduler
+    executor = make_executor(args.executor, **options)
     out = Path(args.out) if args.out else Path("results") / study.name
     store = ResultStore(out)
-    print(f"study {study.name!r}: {len(study.cells)} cells -> {out}")
+    print(f"study {study.name!r}: {len(cells)} cells -> {out}")
     started = time.perf_counter()
-    counts = run_study(study, store, retry_failed=args.retry_failed)
+    counts = run_study(study, store, executor=executor, cells=cells, retry_failed=args.retry_failed)
     wall = time.perf_counter() - started
     written = render_report(store, out)
     print(f"done in {wall:.1f} s: {counts['ran']} run ({counts['ok']} ok, {counts['failed']} failed, "
-          f"{counts['skipped']} skipped), {counts['stored']} already stored")
+          f"{counts['timeout']} timeout, {counts['skipped']} skipped), {counts['stored']} already stored")
     print("wrote " + ", ".join(str(p) for p in written))
-    return 0 if counts["failed"] == 0 else 1
+    return 0 if counts["failed"] == 0 and counts["timeout"] == 0 else 1
 
 
 def render_report(store, out: Path) -> list[Path]:
@@ -74,13 +84,29 @@ def render_report(store, out: Path) -> list[Path]:
     return written
 
 
-def cmd_report(args) -> int:
+def _existing_store(folder: str):
     from cutbench.store import ResultStore
 
-    out = Path(args.out)
+    out = Path(folder)
     if not (out / "records").is_dir():
         raise CutbenchError(f"{out} holds no results (no records/ folder); run a study with --out {out} first.")
-    written = render_report(ResultStore(out), out)
+    return ResultStore(out)
+
+
+def cmd_report(args) -> int:
+    store = _existing_store(args.out)
+    written = render_report(store, store.root)
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def cmd_collect(args) -> int:
+    """Export whatever is stored now (also while a study is still running) and count it by status."""
+    store = _existing_store(args.out)
+    written = store.export(Path(args.to) if args.to else None)
+    frame = store.to_frame()
+    counts = frame["status"].value_counts().to_dict() if not frame.empty else {}
+    print(f"{len(frame)} records in {store.root}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 
@@ -110,12 +136,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("study", nargs="?", default=DEFAULT_STUDY, help="study file or built-in study name")
     run.add_argument("--out", help="output folder (default: results/<study name>)")
     run.add_argument("--dry-run", action="store_true", help="list the cells and exit")
-    run.add_argument("--retry-failed", action="store_true", help="re-run cells stored as failed or skipped")
+    run.add_argument("--retry-failed", action="store_true", help="re-run cells stored as failed, timeout or skipped")
+    run.add_argument("--only", action="append", default=[], metavar="KEY=V1[,V2]",
+                     help="run only matching cells, e.g. method=neuncut or seed=0,1 (repeatable)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=V1[,V2]",
+                     help="override the study, e.g. neuncut.gamma=80,100 or protocol.train_size=1000 (repeatable)")
+    run.add_argument("--executor", default="inline", choices=["inline", "pool", "dask"],
+                     help="inline (default; for published timings), pool (one process per GPU) or dask")
+    run.add_argument("--workers", type=int, help="pool/dask workers (default: one per GPU, else 2)")
+    run.add_argument("--scheduler", help="dask scheduler address (default: a LocalCluster on loopback)")
     run.set_defaults(func=cmd_run)
 
     report = sub.add_parser("report", help="render tables and plots from a results folder")
     report.add_argument("out", help="results folder written by `cutbench run`")
     report.set_defaults(func=cmd_report)
+
+    collect = sub.add_parser("collect", help="export the records stored so far to CSV and parquet")
+    collect.add_argument("out", help="results folder (may belong to a study that is still running)")
+    collect.add_argument("--to", help="output path stem (default: <out>/results)")
+    collect.set_defaults(func=cmd_collect)
 
     sub.add_parser("list", help="list methods, datasets and built-in studies").set_defaults(func=cmd_list)
     sub.add_parser("info", help="print this machine's provenance record").set_defaults(func=cmd_info)

@@ -7,8 +7,12 @@ A cell that raises is stored as ``failed`` with its error and the study goes on.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 import traceback
+import warnings
+from contextlib import contextmanager
 from typing import Callable
 
 import numpy as np
@@ -23,7 +27,7 @@ from cutbench.methods.base import as_numpy_labels
 from cutbench.methods.registry import make_method
 from cutbench.metrics import evaluate
 from cutbench.provenance import provenance
-from cutbench.store import ResultStore, cell_key
+from cutbench.store import STATUSES, ResultStore, cell_key
 from cutbench.study import Cell, Study
 from cutbench.timing import StageTimer
 
@@ -50,7 +54,8 @@ def cell_config(cell: Cell, fingerprint: str, device: str) -> dict:
         "protocol": cell.protocol,
         "seed": cell.seed,
         "device": device,
-        "timing": cell.timing,
+        # the time limit decides whether a result exists, not what it is: raising it must find the same cell
+        "timing": {k: v for k, v in cell.timing.items() if k != "time_limit"},
         "cutbench_version": __version__,
     }
 
@@ -60,6 +65,35 @@ def train_indices(n: int, train_size: int | None, seed: int) -> np.ndarray:
     if train_size is None or train_size >= n:
         return np.arange(n)
     return np.sort(np.random.default_rng(seed).choice(n, size=train_size, replace=False))
+
+
+class CellTimeout(Exception):
+    """A cell ran past its time limit."""
+
+
+@contextmanager
+def time_limit(seconds: float | None):
+    """Raise :class:`CellTimeout` in the enclosed block after ``seconds`` (None: no limit).
+
+    Uses SIGALRM, so it works in a process's main thread; executors that run cells in other
+    threads run each limited cell in a child process instead (see :mod:`cutbench.executors`).
+    """
+    if seconds is None:
+        yield
+        return
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError("time_limit needs the main thread; run the cell in a child process instead")
+
+    def expire(signum, frame):
+        raise CellTimeout(f"the cell ran past its time limit of {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 _NO_CUDA = "CUDA is not available on this machine; run the cell on a GPU host or set device: auto."
@@ -94,11 +128,25 @@ def run_cell(cell: Cell, datasets: DatasetCache, study_name: str) -> tuple[dict,
         elif problem is not None:
             raise problem
         else:
-            labels = _run_stages(cell, dataset, device, record)
+            with time_limit(cell.timing.get("time_limit")), warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                labels = _run_stages(cell, dataset, device, record)
             record["status"] = "ok"
+            # kept with the result: e.g. a disconnected graph or an unconverged eigensolver
+            record["warnings"] = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
+    except CellTimeout as exc:
+        labels = None
+        record.update(status="timeout", error=str(exc))
+    except torch.cuda.OutOfMemoryError as exc:
+        labels = None
+        record.update(status="failed", error_kind="oom", error=f"CUDA out of memory: {exc}",
+                      traceback=traceback.format_exc())
+        torch.cuda.empty_cache()
     except Exception as exc:  # noqa: BLE001 - every failure becomes a stored failed record
         labels = None
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+    for stage in ("metrics", "timings", "history") if record["status"] != "ok" else ():
+        record.pop(stage, None)  # partial results of a cell that did not finish are not results
     record["cell_wall_seconds"] = time.perf_counter() - started
     record["provenance"] = provenance()
     return record, labels
@@ -149,29 +197,44 @@ def _history(fitted) -> dict | None:
     return {k: [float(v) for v in values] for k, values in history.items()}
 
 
-def run_study(study: Study, store: ResultStore, *, retry_failed: bool = False,
-              progress: Callable[[str], None] = print) -> dict:
-    """Run every cell not already stored; returns counts of ok/failed/skipped-as-stored cells."""
+def run_study(study: Study, store: ResultStore, *, executor=None, retry_failed: bool = False,
+              cells: list[Cell] | None = None, progress: Callable[[str], None] = print) -> dict:
+    """Run every cell of ``study`` (or the selected ``cells``) whose record is not already stored.
+
+    Stored ``ok`` cells are always skipped; stored failed/timeout/skipped cells are re-run only
+    with ``retry_failed``. Returns counts per outcome.
+    """
+    from cutbench.executors import InlineExecutor
+
+    executor = executor or InlineExecutor()
+    cells = study.cells if cells is None else cells
     datasets = DatasetCache()
-    counts = {"ran": 0, "stored": 0, "ok": 0, "failed": 0, "skipped": 0}
-    total = len(study.cells)
-    started = time.perf_counter()
-    for i, cell in enumerate(study.cells, 1):
+    counts = {"ran": 0, "stored": 0, **{status: 0 for status in STATUSES}}
+    todo = []
+    for cell in cells:
         existing = store.get(cell_key(identify_cell(cell, datasets)[0]))
         if existing and (existing["status"] == "ok" or not retry_failed):
             counts["stored"] += 1
-            progress(f"[{i}/{total}] {cell.label()}: stored ({existing['status']}), skipped")
-            continue
-        record, labels = run_cell(cell, datasets, study.name)
-        store.write(record, labels)
+        else:
+            todo.append(cell)
+    progress(f"{len(cells)} cells: {counts['stored']} already stored, {len(todo)} to run ({executor.name} executor)")
+    started = time.perf_counter()
+    for done, (cell, key, status) in enumerate(executor.map(todo, str(store.root), study.name), 1):
         counts["ran"] += 1
-        counts[record["status"] if record["status"] in counts else "failed"] += 1
-        elapsed = time.perf_counter() - started
-        eta = elapsed / counts["ran"] * (total - i)
-        if record["status"] == "ok":
+        counts[status if status in STATUSES else "failed"] += 1
+        record = store.get(key) or {}
+        if status == "ok":
             m, t = record["metrics"], record["timings"]
             detail = f"ok  acc={m['acc']:.3f} nmi={m['nmi']:.3f} fit={t['fit']['seconds']:.2f}s"
         else:
-            detail = f"{record['status'].upper()}  {record['error']}"
-        progress(f"[{i}/{total}] {cell.label()}: {detail}  (elapsed {elapsed:.0f}s, ETA {eta:.0f}s)")
+            detail = f"{status.upper()}  {record.get('error', status)}"
+        elapsed = time.perf_counter() - started
+        eta = elapsed / done * (len(todo) - done)
+        progress(f"{_bar(done, len(todo))} {done}/{len(todo)} {cell.label()}: {detail}  "
+                 f"(elapsed {elapsed:.0f}s, ETA {eta:.0f}s)")
     return counts
+
+
+def _bar(done: int, total: int, width: int = 20) -> str:
+    filled = round(width * done / max(total, 1))
+    return "[" + "#" * filled + "." * (width - filled) + "]"

@@ -1,22 +1,25 @@
-"""Studies: a YAML file declaring datasets, methods, parameter grids, protocol and seeds.
+"""Studies: a YAML file declaring datasets, methods, parameter grids, protocol, seeds and devices.
 
-A study expands into *cells* (dataset x method x parameter combination x seed); each cell is run
-once and stored under a content hash of everything that determines it. Example::
+A study expands into *cells* (dataset x features x affinity x method parameters x training size x
+seed x device); each cell is run once and stored under a content hash of everything that
+determines it. Any value below that is a list is a sweep axis::
 
-    name: quick
+    name: sweep
     datasets:
       - name: double_rings
-        params: {n: 3000}
-    affinity: {sigma: median, n_neighbors: 10}     # shared by every method that takes one
+        grid: {n: [10000, 100000]}                 # scaling runs: one cell per n
+    affinity: {sigma: median, n_neighbors: [3, 10, 1000]}   # s sweep; given to every method that takes one
     methods:
       - name: ncut
       - name: neuncut
         params: {epochs: 30}
-        grid: {gamma: [50, 100]}                   # one cell per value (cartesian product)
-    protocol: {train_size: 1000, nmi_average_method: arithmetic}
+        grid: {gamma: [80, 100], batch_size: [100, 500, 1000]}
+    protocol: {train_size: [1000, 2000, 5000], nmi_average_method: arithmetic}
     seeds: [0, 1, 2]
-    device: auto
-    timing: {warmup: 1, repeats: 1}
+    device: [cpu, cuda]
+    timing: {warmup: 1, repeats: 1, time_limit: 600}
+
+Errors name the file, the line and the accepted values.
 """
 
 from __future__ import annotations
@@ -34,18 +37,19 @@ from cutbench.methods.registry import get_method, make_method
 
 _STUDY_KEYS = {"name", "description", "datasets", "features", "affinity", "methods", "protocol", "seeds",
                "device", "timing"}
-_DATASET_KEYS = {"name", "params"}
+_DATASET_KEYS = {"name", "params", "grid"}
 _METHOD_KEYS = {"name", "params", "grid"}
 _PROTOCOL_KEYS = {"train_size", "nmi_average_method"}
-_TIMING_KEYS = {"warmup", "repeats"}
+_TIMING_KEYS = {"warmup", "repeats", "time_limit"}
 _FEATURES = ("raw",)
 _NMI_METHODS = ("arithmetic", "geometric", "min", "max")
 _DEVICES = ("auto", "cpu", "cuda")
+_HARNESS_PARAMS = ("n_clusters", "random_state", "device")
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One unit of work: a method with fixed parameters on one dataset with one seed."""
+    """One unit of work: a method with fixed parameters on one dataset with one seed on one device."""
 
     dataset: str
     dataset_params: dict
@@ -55,11 +59,27 @@ class Cell:
     protocol: dict
     seed: int
     device: str
-    timing: dict = field(default_factory=lambda: {"warmup": 1, "repeats": 1})
+    timing: dict = field(default_factory=lambda: {"warmup": 1, "repeats": 1, "time_limit": None})
 
     def label(self) -> str:
-        grid = ", ".join(f"{k}={v}" for k, v in self.method_params.items() if k != "affinity")
-        return f"{self.dataset} · {self.method}{f' ({grid})' if grid else ''} · seed={self.seed}"
+        params = ", ".join(f"{k}={v}" for k, v in self.method_params.items() if k != "affinity")
+        affinity = self.method_params.get("affinity")
+        s = f", s={affinity['n_neighbors']}" if isinstance(affinity, dict) else ""
+        train = self.protocol.get("train_size")
+        return (f"{self.dataset} · {self.method}{f' ({params}{s})' if params or s else ''}"
+                f"{f' · train={train}' if train else ''} · seed={self.seed} · {self.device}")
+
+    def fields(self) -> dict[str, Any]:
+        """Flat ``name -> value`` view used to select cells (``--only``)."""
+        out = {"dataset": self.dataset, "features": self.features, "method": self.method, "seed": self.seed,
+               "device": self.device, **{f"protocol.{k}": v for k, v in self.protocol.items()}}
+        out.update({f"dataset.{k}": v for k, v in self.dataset_params.items()})
+        for k, v in self.method_params.items():
+            if isinstance(v, dict):
+                out.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+            else:
+                out[k] = v
+        return out
 
 
 @dataclass
@@ -75,7 +95,7 @@ class _LineLoader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader, node, deep=False):
-    mapping = yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+    mapping = yaml.SafeLoader.construct_mapping(loader, node, deep=True)
     mapping["__lines__"] = {loader.construct_object(k): k.start_mark.line + 1 for k, _ in node.value}
     return mapping
 
@@ -107,8 +127,19 @@ def _check_keys(mapping, accepted, what, source):
                                 f"accepted: {', '.join(sorted(accepted))}.")
 
 
-def load_study(path) -> Study:
-    """Read and expand a study file."""
+def _as_axis(value) -> list:
+    """A scalar is a one-point axis; a list is a sweep axis."""
+    return value if isinstance(value, list) else [value]
+
+
+def _product(mapping: dict) -> list[dict]:
+    """Cartesian product of a mapping whose list values are axes."""
+    keys = list(mapping)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(_as_axis(mapping[k]) for k in keys))]
+
+
+def load_study(path, overrides: list[str] = ()) -> Study:
+    """Read a study file, apply ``--set`` overrides (``KEY=V1,V2``) and expand it."""
     path = Path(path)
     if not path.is_file():
         raise CutbenchError(f"study file {path} does not exist; built-in studies live in benchmarks/studies/.")
@@ -116,7 +147,63 @@ def load_study(path) -> Study:
         raw = yaml.load(path.read_text(), Loader=_LineLoader)
     except yaml.YAMLError as exc:
         raise CutbenchError(f"{path} is not valid YAML: {exc}") from exc
+    for override in overrides:
+        apply_override(raw, override)
     return expand_study(raw, source=path)
+
+
+def _parse_values(text: str) -> list:
+    return [yaml.safe_load(v) for v in text.split(",")]
+
+
+def apply_override(raw: dict, override: str) -> None:
+    """Apply one ``--set KEY=V1[,V2...]`` to a raw study mapping; several values make a sweep axis.
+
+    KEY is ``<method>.<param>`` (e.g. ``neuncut.gamma``), ``<dataset>.<param>``, ``affinity.<field>``,
+    ``protocol.<key>``, ``timing.<key>``, ``seeds`` or ``device``.
+    """
+    if "=" not in override:
+        raise CutbenchError(f"--set needs KEY=VALUE[,VALUE...]; got {override!r}.")
+    key, text = override.split("=", 1)
+    values = _parse_values(text)
+    value = values if len(values) > 1 or key == "seeds" else values[0]
+    head, _, rest = key.partition(".")
+    if key in ("seeds", "device") or (not rest and head in ("features", "name")):
+        raw[key] = value
+        return
+    if head in ("affinity", "protocol", "timing") and rest:
+        section = raw.setdefault(head, {}) or {}
+        raw[head] = section
+        section[rest] = value
+        return
+    for section, what in (("methods", "grid"), ("datasets", "grid")):
+        entries = raw.get(section) or []
+        for i, entry in enumerate(entries):
+            entry = {"name": entry} if isinstance(entry, str) else entry
+            entries[i] = entry
+            if entry.get("name") == head and rest:
+                entry.setdefault(what, {})[rest] = values
+                entry.get("params", {}).pop(rest, None)
+                return
+    names = [e if isinstance(e, str) else e.get("name") for s in ("methods", "datasets") for e in raw.get(s) or []]
+    raise CutbenchError(f"--set {override!r}: {head!r} is neither a method or dataset of the study ({', '.join(names)}) "
+                        "nor one of affinity.*, protocol.*, timing.*, seeds, device.")
+
+
+def select_cells(cells: list[Cell], filters: list[str]) -> list[Cell]:
+    """Keep the cells matching every ``--only KEY=V1[,V2...]`` filter (e.g. ``method=neuncut``)."""
+    for flt in filters:
+        if "=" not in flt:
+            raise CutbenchError(f"--only needs KEY=VALUE[,VALUE...]; got {flt!r}.")
+        key, text = flt.split("=", 1)
+        wanted = _parse_values(text)
+        known = set().union(*(c.fields() for c in cells)) if cells else set()
+        if key not in known:
+            raise CutbenchError(f"--only {flt!r}: unknown key {key!r}; accepted: {', '.join(sorted(known))}.")
+        cells = [c for c in cells if c.fields().get(key) in wanted or str(c.fields().get(key)) in map(str, wanted)]
+    if not cells:
+        raise CutbenchError(f"no cell matches --only {' '.join(filters)}; use --dry-run to list the cells.")
+    return cells
 
 
 def expand_study(raw: dict, source=None) -> Study:
@@ -130,47 +217,71 @@ def expand_study(raw: dict, source=None) -> Study:
     if features not in _FEATURES:
         raise CutbenchError(f"{_where(source, raw, 'features')}: unknown features {features!r}; "
                             f"accepted: {', '.join(_FEATURES)}.")
-    device = raw.get("device", "auto")
-    if device not in _DEVICES:
-        raise CutbenchError(f"{_where(source, raw, 'device')}: unknown device {device!r}; "
-                            f"accepted: {', '.join(_DEVICES)}.")
+    devices = _as_axis(raw.get("device", "auto"))
+    for device in devices:
+        if device not in _DEVICES:
+            raise CutbenchError(f"{_where(source, raw, 'device')}: unknown device {device!r}; "
+                                f"accepted: {', '.join(_DEVICES)}.")
 
-    protocol = raw.get("protocol", {}) or {}
-    _check_keys(protocol, _PROTOCOL_KEYS, "protocol", source)
-    protocol = {"train_size": None, "nmi_average_method": "arithmetic", **_strip(protocol)}
-    train_size = protocol["train_size"]
-    if train_size is not None and (isinstance(train_size, bool) or not isinstance(train_size, int) or train_size < 2):
-        raise CutbenchError(f"{source or '<study>'}: protocol.train_size must be an integer >= 2 or null (all "
-                            f"points); got {train_size!r}.")
-    if protocol["nmi_average_method"] not in _NMI_METHODS:
-        raise CutbenchError(f"{source or '<study>'}: protocol.nmi_average_method must be one of "
-                            f"{', '.join(_NMI_METHODS)}; got {protocol['nmi_average_method']!r}.")
-
-    timing = raw.get("timing", {}) or {}
-    _check_keys(timing, _TIMING_KEYS, "timing", source)
-    timing = {"warmup": 1, "repeats": 1, **_strip(timing)}
-    if not (isinstance(timing["warmup"], int) and timing["warmup"] >= 0
-            and isinstance(timing["repeats"], int) and timing["repeats"] >= 1):
-        raise CutbenchError(f"{source or '<study>'}: timing needs warmup >= 0 and repeats >= 1 (integers); "
-                            f"got {_strip(timing)}.")
+    protocols = _expand_protocol(raw.get("protocol") or {}, source)
+    timing = _expand_timing(raw.get("timing") or {}, source)
 
     seeds = raw.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise CutbenchError(f"{_where(source, raw, 'seeds')}: seeds must be a non-empty list of integers; got {_strip(seeds)!r}.")
+        raise CutbenchError(f"{_where(source, raw, 'seeds')}: seeds must be a non-empty list of integers; "
+                            f"got {_strip(seeds)!r}.")
 
-    affinity = raw.get("affinity")
-    if affinity is not None:
-        affinity = Affinity.from_any(_strip(affinity)).to_dict()
+    affinities = [None]
+    if raw.get("affinity") is not None:
+        _check_keys(raw["affinity"], set(Affinity.__dataclass_fields__), "affinity", source)
+        affinities = [Affinity.from_any(a).to_dict() for a in _product(_strip(raw["affinity"]))]
 
     datasets = _expand_datasets(raw["datasets"], source)
-    methods = _expand_methods(raw["methods"], affinity, source)
-    cells = [Cell(dataset=d_name, dataset_params=d_params, features=features, method=m_name,
-                  method_params=m_params, protocol=protocol, seed=seed, device=device, timing=timing)
-             for (d_name, d_params), (m_name, m_params), seed in itertools.product(datasets, methods, seeds)]
+    methods = _expand_methods(raw["methods"], source)
+    cells = []
+    for (d_name, d_params), affinity, (m_name, m_params, takes_affinity), protocol, seed, device in itertools.product(
+            datasets, affinities, methods, protocols, seeds, devices):
+        if not takes_affinity and affinity is not affinities[0]:
+            continue  # a method without an affinity is not repeated along the affinity axis
+        params = dict(m_params)
+        if takes_affinity:
+            given = params.get("affinity")
+            if isinstance(given, str):  # a preset name: recorded as the fields it stands for
+                params["affinity"] = Affinity.from_any(given).to_dict()
+            elif affinity is not None or given is not None:  # method fields override the study's
+                params["affinity"] = Affinity.from_any({**(affinity or {}), **(given or {})}).to_dict()
+        cells.append(Cell(dataset=d_name, dataset_params=d_params, features=features, method=m_name,
+                          method_params=params, protocol=protocol, seed=seed, device=device, timing=timing))
     if not cells:
         raise CutbenchError(f"{source or '<study>'}: the study expands to no cells; give at least one dataset, "
                             "method and seed.")
     return Study(name=str(raw["name"]), description=str(raw.get("description", "")), cells=cells, source=source)
+
+
+def _expand_protocol(protocol, source) -> list[dict]:
+    _check_keys(protocol, _PROTOCOL_KEYS, "protocol", source)
+    protocol = {"train_size": None, "nmi_average_method": "arithmetic", **_strip(protocol)}
+    for train_size in _as_axis(protocol["train_size"]):
+        if train_size is not None and (isinstance(train_size, bool) or not isinstance(train_size, int) or train_size < 2):
+            raise CutbenchError(f"{_where(source, protocol, 'train_size')}: protocol.train_size must be an integer "
+                                f">= 2, null (all points) or a list of those; got {train_size!r}.")
+    if protocol["nmi_average_method"] not in _NMI_METHODS:
+        raise CutbenchError(f"{source or '<study>'}: protocol.nmi_average_method must be one of "
+                            f"{', '.join(_NMI_METHODS)}; got {protocol['nmi_average_method']!r}.")
+    return _product(protocol)
+
+
+def _expand_timing(timing, source) -> dict:
+    _check_keys(timing, _TIMING_KEYS, "timing", source)
+    timing = {"warmup": 1, "repeats": 1, "time_limit": None, **_strip(timing)}
+    valid = (isinstance(timing["warmup"], int) and timing["warmup"] >= 0
+             and isinstance(timing["repeats"], int) and timing["repeats"] >= 1
+             and (timing["time_limit"] is None or (isinstance(timing["time_limit"], (int, float))
+                                                    and timing["time_limit"] > 0)))
+    if not valid:
+        raise CutbenchError(f"{source or '<study>'}: timing needs integers warmup >= 0 and repeats >= 1, and "
+                            f"time_limit null or seconds > 0; got {timing}.")
+    return timing
 
 
 def _expand_datasets(entries, source) -> list[tuple[str, dict]]:
@@ -182,16 +293,39 @@ def _expand_datasets(entries, source) -> list[tuple[str, dict]]:
     for entry in entries:
         entry = {"name": entry} if isinstance(entry, str) else entry
         _check_keys(entry, _DATASET_KEYS, "a dataset entry", source)
-        params = _strip(entry.get("params", {}) or {})
-        try:
-            params = check_dataset_params(entry["name"], params)  # defaults resolved: equal data, equal key
-        except CutbenchError as exc:
-            raise CutbenchError(f"{_where(source, entry, 'name')}: {exc}") from None
-        out.append((entry["name"], params))
+        for combo in _grid(entry, source):
+            try:
+                params = check_dataset_params(entry["name"], combo)  # defaults resolved: equal data, equal key
+            except CutbenchError as exc:
+                raise CutbenchError(f"{_where(source, entry, 'name')}: {exc}") from None
+            out.append((entry["name"], params))
     return out
 
 
-def _expand_methods(entries, affinity, source) -> list[tuple[str, dict]]:
+def _grid(entry, source) -> list[dict]:
+    """``params`` combined with every point of the entry's ``grid``."""
+    params = _strip(entry.get("params", {}) or {})
+    grid = _strip(entry.get("grid", {}) or {})
+    if not isinstance(grid, dict):
+        raise CutbenchError(f"{_where(source, entry, 'grid')}: grid must be a mapping of parameter -> list.")
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise CutbenchError(f"{_where(source, entry, 'grid')}: grid values for {key!r} must be a "
+                                f"non-empty list; got {values!r}.")
+    combos = []
+    for point in _product(grid):
+        combo = dict(params)
+        for key, value in point.items():
+            head, _, rest = key.partition(".")
+            if rest:  # e.g. affinity.n_neighbors: one field of a nested parameter
+                combo[head] = {**(combo.get(head) or {}), rest: value}
+            else:
+                combo[key] = value
+        combos.append(combo)
+    return combos
+
+
+def _expand_methods(entries, source) -> list[tuple[str, dict, bool]]:
     if not isinstance(entries, list) or not entries:
         raise CutbenchError(f"{source or '<study>'}: methods must be a non-empty list.")
     out = []
@@ -200,26 +334,19 @@ def _expand_methods(entries, affinity, source) -> list[tuple[str, dict]]:
         _check_keys(entry, _METHOD_KEYS, "a method entry", source)
         name = entry.get("name")
         try:
-            accepted = get_method(name)().get_params(deep=False)
+            takes_affinity = "affinity" in get_method(name)().get_params(deep=False)
         except CutbenchError as exc:
             raise CutbenchError(f"{_where(source, entry, 'name')}: {exc}") from None
-        params = _strip(entry.get("params", {}) or {})
-        if affinity is not None and "affinity" in accepted and "affinity" not in params:
-            params["affinity"] = affinity
-        grid = _strip(entry.get("grid", {}) or {})
-        for key, values in grid.items():
-            if not isinstance(values, list) or not values:
-                raise CutbenchError(f"{_where(source, entry, 'grid')}: grid values for {key!r} must be a "
-                                    f"non-empty list; got {values!r}.")
-        for combo in itertools.product(*grid.values()):
-            cell_params = {**params, **dict(zip(grid, combo))}
-            for reserved in ("n_clusters", "random_state", "device"):
-                if reserved in cell_params:
+        for params in _grid(entry, source):
+            for reserved in _HARNESS_PARAMS:
+                if reserved in params:
                     raise CutbenchError(f"{_where(source, entry)}: {reserved!r} is set by the harness "
                                         "(from the dataset, the seed and the study's device); remove it.")
             try:
-                make_method(name, **cell_params)
+                make_method(name, **params)
+                if "affinity" in params:
+                    Affinity.from_any(params["affinity"])
             except CutbenchError as exc:
                 raise CutbenchError(f"{_where(source, entry, 'name')}: {exc}") from None
-            out.append((name, cell_params))
+            out.append((name, params, takes_affinity))
     return out

@@ -8,7 +8,7 @@ import pytest
 from cutbench import CutbenchError
 from cutbench.runner import DatasetCache, run_cell, run_study
 from cutbench.store import ResultStore
-from cutbench.study import expand_study, load_study
+from cutbench.study import expand_study, load_study, select_cells
 
 TINY = """
 name: tiny
@@ -121,3 +121,100 @@ def test_labels_cover_every_point(tmp_path):
     record, labels = run_cell(expand_study(raw).cells[0], DatasetCache(), "l")
     assert record["status"] == "ok" and labels.shape == (90,) and np.unique(labels).size == 3
     assert record["timings"]["fit"]["cold_seconds"] is not None
+
+
+def test_sweep_axes_expand(tmp_path):
+    raw = {"name": "sweep",
+           "datasets": [{"name": "double_rings", "grid": {"n": [300, 600]}}],
+           "affinity": {"sigma": "median", "n_neighbors": [3, 10]},
+           "methods": ["kmeans", {"name": "neuncut", "params": {"epochs": 2}, "grid": {"batch_size": [100, 200]}}],
+           "protocol": {"train_size": [200, 250]}, "seeds": [0, 1], "device": ["cpu", "cuda"]}
+    study = expand_study(raw)
+    # per dataset n (2) x train size (2) x seed (2) x device (2) = 16, times
+    # kmeans (no affinity axis: 1) + neuncut (2 batch sizes x 2 s values: 4)
+    assert len(study.cells) == 16 * 5
+    neuncut = [c for c in study.cells if c.method == "neuncut"]
+    assert {c.method_params["affinity"]["n_neighbors"] for c in neuncut} == {3, 10}
+    assert {c.dataset_params["n"] for c in study.cells} == {300, 600}
+    assert {c.protocol["train_size"] for c in study.cells} == {200, 250}
+    assert all("affinity" not in c.method_params for c in study.cells if c.method == "kmeans")
+
+
+def test_method_affinity_fields_override_the_study_affinity():
+    raw = {"name": "a", "datasets": ["blobs"], "affinity": {"sigma": 2.0, "n_neighbors": 5},
+           "methods": [{"name": "ncut", "grid": {"affinity.n_neighbors": [7, 9]}},
+                       {"name": "neuncut", "params": {"affinity": "neuncut"}}]}
+    cells = expand_study(raw).cells
+    ncut = [c.method_params["affinity"] for c in cells if c.method == "ncut"]
+    assert [(a["sigma"], a["n_neighbors"]) for a in ncut] == [(2.0, 7), (2.0, 9)]
+    neuncut = next(c.method_params["affinity"] for c in cells if c.method == "neuncut")
+    assert neuncut["sigma"] == 3.0 and neuncut["normalize_rows"] is True and neuncut["n_neighbors"] is None
+
+
+def test_set_and_only_narrow_and_override(tmp_path):
+    path = write(tmp_path, TINY)
+    study = load_study(path, overrides=["ncut.n_init=3,5,7", "seeds=4", "protocol.train_size=150",
+                                        "double_rings.n=500", "affinity.n_neighbors=6"])
+    ncut = [c for c in study.cells if c.method == "ncut"]
+    assert sorted({c.method_params["n_init"] for c in ncut}) == [3, 5, 7]
+    assert {c.seed for c in study.cells} == {4}
+    assert {c.protocol["train_size"] for c in study.cells} == {150}
+    assert {c.dataset_params["n"] for c in study.cells if c.dataset == "double_rings"} == {500}
+    assert {c.method_params["affinity"]["n_neighbors"] for c in ncut} == {6}
+    only = select_cells(study.cells, ["method=ncut", "dataset=blobs"])
+    assert len(only) == 3 and all(c.method == "ncut" and c.dataset == "blobs" for c in only)
+    assert len(select_cells(study.cells, ["n_init=3,7"])) == 4
+    with pytest.raises(CutbenchError, match="unknown key 'gama'; accepted: .*method"):
+        select_cells(study.cells, ["gama=3"])
+    with pytest.raises(CutbenchError, match="no cell matches"):
+        select_cells(study.cells, ["method=neuncut"])
+    with pytest.raises(CutbenchError, match="neither a method or dataset"):
+        load_study(path, overrides=["spectral.gamma=3"])
+
+
+def test_time_limit_records_timeout_and_the_study_goes_on(tmp_path):
+    raw = {"name": "t", "datasets": [{"name": "double_rings", "params": {"n": 2000}}],
+           "methods": [{"name": "neuncut", "params": {"epochs": 10000, "batch_size": 100}}, "kmeans"],
+           "device": "cpu", "timing": {"warmup": 0, "repeats": 1, "time_limit": 5}}
+    store = ResultStore(tmp_path)
+    counts = run_study(expand_study(raw), store, progress=lambda m: None)
+    assert counts["timeout"] == 1 and counts["ok"] == 1
+    timed_out = next(r for r in store.records() if r["status"] == "timeout")
+    assert "time limit of 5 s" in timed_out["error"] and "metrics" not in timed_out
+    assert timed_out["cell_wall_seconds"] < 15
+
+
+def test_cuda_out_of_memory_is_a_failed_record(monkeypatch):
+    import torch
+
+    from cutbench.methods.kmeans import KMeans
+
+    def oom(self, X, y=None):
+        raise torch.cuda.OutOfMemoryError("tried to allocate 80.00 GiB")
+
+    monkeypatch.setattr(KMeans, "fit", oom)
+    raw = {"name": "o", "datasets": [{"name": "blobs", "params": {"n": 60}}], "methods": ["kmeans"], "device": "cpu"}
+    record, labels = run_cell(expand_study(raw).cells[0], DatasetCache(), "o")
+    assert record["status"] == "failed" and record["error_kind"] == "oom"
+    assert "80.00 GiB" in record["error"] and labels is None
+
+
+def test_time_limit_is_not_part_of_the_key():
+    from cutbench.runner import cell_config
+    from cutbench.store import cell_key
+
+    base = {"name": "k", "datasets": ["blobs"], "methods": ["kmeans"], "device": "cpu"}
+    a = expand_study({**base, "timing": {"time_limit": 10}}).cells[0]
+    b = expand_study({**base, "timing": {"time_limit": 99}}).cells[0]
+    c = expand_study({**base, "timing": {"repeats": 3}}).cells[0]
+    key = lambda cell: cell_key(cell_config(cell, "fp", "cpu"))  # noqa: E731
+    assert key(a) == key(b) != key(c)
+
+
+def test_warnings_are_kept_with_the_record():
+    raw = {"name": "w", "datasets": [{"name": "blobs", "params": {"n": 90, "n_clusters": 3}}],
+           "affinity": {"sigma": "median", "n_neighbors": 3}, "methods": ["ncut"], "device": "cpu",
+           "timing": {"warmup": 0}}
+    record, _ = run_cell(expand_study(raw).cells[0], DatasetCache(), "w")
+    assert record["status"] == "ok"
+    assert any("connected components" in w for w in record["warnings"])

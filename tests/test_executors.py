@@ -1,0 +1,130 @@
+"""Executors and resume: pool and dask produce the inline records; kill -9 loses no finished cell."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from cutbench.executors import DaskExecutor, LocalPoolExecutor
+from cutbench.runner import run_study
+from cutbench.store import ResultStore
+from cutbench.study import expand_study
+
+TINY = {"name": "exec", "datasets": [{"name": "double_rings", "params": {"n": 300}},
+                                     {"name": "blobs", "params": {"n": 150, "n_clusters": 3}}],
+        "affinity": {"sigma": "median", "n_neighbors": 8},
+        "methods": ["kmeans", "ncut"], "protocol": {"train_size": 100}, "seeds": [0, 1], "device": "cpu",
+        "timing": {"warmup": 0, "repeats": 1}}
+
+# Fields that legitimately differ between two runs of the same cell.
+_VOLATILE = {"timings", "cell_wall_seconds", "provenance"}
+
+
+def comparable(store):
+    out = {}
+    for rec in store.records():
+        out[rec["key"]] = ({k: v for k, v in rec.items() if k not in _VOLATILE}, store.labels(rec["key"]).tolist())
+    return out
+
+
+@pytest.fixture(scope="module")
+def inline_records(tmp_path_factory):
+    store = ResultStore(tmp_path_factory.mktemp("inline"))
+    run_study(expand_study(TINY), store, progress=lambda m: None)
+    return comparable(store)
+
+
+def test_pool_executor_gives_the_inline_records(tmp_path, inline_records):
+    store = ResultStore(tmp_path)
+    lines = []
+    counts = run_study(expand_study(TINY), store, executor=LocalPoolExecutor(workers=2), progress=lines.append)
+    assert counts["ok"] == 8, lines
+    assert comparable(store) == inline_records
+    assert any("ETA" in line for line in lines)
+
+
+def test_dask_local_cluster_gives_the_inline_records(tmp_path, inline_records):
+    pytest.importorskip("dask.distributed")
+    store = ResultStore(tmp_path)
+    counts = run_study(expand_study(TINY), store, executor=DaskExecutor(workers=2), progress=lambda m: None)
+    assert counts["ok"] == 8
+    assert comparable(store) == inline_records
+
+
+def test_dask_worker_enforces_the_time_limit_in_a_child_process(tmp_path):
+    pytest.importorskip("dask.distributed")
+    raw = {"name": "t", "datasets": [{"name": "double_rings", "params": {"n": 2000}}],
+           "methods": [{"name": "neuncut", "params": {"epochs": 100000, "batch_size": 100}}],
+           "device": "cpu", "timing": {"warmup": 0, "time_limit": 3}}
+    store = ResultStore(tmp_path)
+    counts = run_study(expand_study(raw), store, executor=DaskExecutor(workers=1), progress=lambda m: None)
+    assert counts["timeout"] == 1
+    assert "time limit of 3 s" in next(store.records())["error"]
+
+
+STUDY_FOR_KILL = textwrap.dedent("""
+    name: killme
+    datasets:
+      - name: double_rings
+        params: {n: 400}
+    affinity: {sigma: median, n_neighbors: 8}
+    methods:
+      - name: ncut
+        grid: {n_init: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]}
+    seeds: [0]
+    device: cpu
+    timing: {warmup: 0, repeats: 1}
+""")
+
+
+def test_kill_minus_9_then_rerun_recomputes_no_finished_cell(tmp_path):
+    (tmp_path / "s.yaml").write_text(STUDY_FOR_KILL)
+    cmd = [sys.executable, "-m", "cutbench.cli", "run", "s.yaml", "--out", "res"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    records = tmp_path / "res" / "records"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(records.glob("*.json"))) < 3:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in records.glob("*.json")}
+    assert 3 <= len(finished) < 12, "the study must be killed mid-way for this test to mean anything"
+    rerun = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{len(finished)} already stored, {12 - len(finished)} to run" in rerun.stdout
+    after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in records.glob("*.json")}
+    assert len(after) == 12
+    assert all(after[name] == finished[name] for name in finished)  # untouched, not recomputed
+    assert not list(records.glob(".*.tmp"))
+
+
+def test_a_worker_that_dies_is_recorded_as_failed(tmp_path):
+    import threading
+
+    raw = {"name": "die", "datasets": [{"name": "double_rings", "params": {"n": 2000}}],
+           "methods": [{"name": "neuncut", "params": {"epochs": 100000, "batch_size": 100}}],
+           "device": "cpu", "timing": {"warmup": 0}}
+    executor = LocalPoolExecutor(workers=1)
+
+    def kill_the_busy_worker():
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            busy = list(getattr(executor, "running", {}))
+            if busy:
+                os.kill(busy[0], signal.SIGKILL)
+                return
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_the_busy_worker)
+    killer.start()
+    store = ResultStore(tmp_path)
+    counts = run_study(expand_study(raw), store, executor=executor, progress=lambda m: None)
+    killer.join()
+    rec = next(store.records())
+    assert counts["failed"] == 1 and rec["status"] == "failed" and "died" in rec["error"]
+    assert np.isnan(store.to_frame().acc.iloc[0])
