@@ -32,7 +32,7 @@ def test_run_resume_and_report_end_to_end(tmp_path):
     (tmp_path / "tiny.yaml").write_text(TINY)
     first = cutbench("run", "tiny.yaml", "--out", "res", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    assert "[4/4]" in first.stdout and "ETA" in first.stdout
+    assert "] 4/4 " in first.stdout and "ETA" in first.stdout
     out = tmp_path / "res"
     for name in ("results.csv", "results.parquet", "table.md", "table.tex", "table.html", "acc.png", "acc.pdf"):
         assert (out / name).stat().st_size > 0, name
