@@ -1,7 +1,8 @@
 """The dataset record, its fingerprint, and the registry of loaders.
 
 A loader is a function whose keyword parameters, all with defaults, are the parameters the
-dataset accepts; it returns ``(X, y)``. Registering it with ``@register_dataset("name")`` is all a
+dataset accepts; it returns ``(X, y)``, or ``(X, y, extra_meta)`` to describe the data further
+(e.g. ``image_shape``, ``class_names``). Registering it with ``@register_dataset("name")`` is all a
 new dataset needs: the registry checks parameter names and types against the signature, fills
 in defaults, and builds the ``meta`` record (including the fingerprint) for every dataset alike.
 """
@@ -33,7 +34,9 @@ class Dataset:
     meta : dict
         ``name``; ``params`` (every parameter, defaults included, as passed to the loader);
         ``n``, ``d``, ``k`` (number of classes, ``y.max() + 1``); ``class_counts`` (list of
-        ``k`` ints); ``fingerprint`` (see :func:`dataset_fingerprint`).
+        ``k`` ints); ``fingerprint`` (see :func:`dataset_fingerprint`). Loaders may add more:
+        the real datasets add ``image_shape`` ((h, w) or (h, w, c), image sets only),
+        ``class_names`` (one per class, where known) and ``files`` (where each file was read).
     """
 
     X: np.ndarray = field(repr=False)
@@ -64,7 +67,7 @@ def dataset_fingerprint(name: str, params: dict, X: np.ndarray, y: np.ndarray) -
 
 @dataclass(frozen=True)
 class _Loader:
-    function: Callable[..., tuple[np.ndarray, np.ndarray]]
+    function: Callable[..., tuple]
     defaults: dict
 
     def accepted(self) -> str:
@@ -81,7 +84,9 @@ def register_dataset(name: str):
 
     Every parameter of ``function`` must be keyword-passable and have a default; the defaults
     define the accepted parameters and their types (see :func:`check_dataset_params`). The function
-    returns ``(X, y)``; :func:`load_dataset` converts them to float32 / int64 and adds ``meta``.
+    returns ``(X, y)`` or ``(X, y, extra_meta)``; :func:`load_dataset` converts X and y to
+    float32 / int64 and builds ``meta``, adding the entries of ``extra_meta`` (which must not
+    redefine the keys it sets itself).
     """
 
     def decorator(function):
@@ -114,15 +119,17 @@ def _get_loader(name) -> _Loader:
     return _REGISTRY[name]
 
 
-def _coerce(dataset: str, key: str, value, default):
+def coerce_param(owner: str, key: str, value, default):
     """Check ``value`` against the type of ``default`` and return it as a plain Python value.
+
+    ``owner`` names what the parameter belongs to in messages, e.g. ``"dataset 'two_moons'"``.
 
     bool defaults take bools only; int defaults take integers (not bools, not floats); float
     defaults take any finite real number and return a float, so ``noise=0`` and ``noise=0.0``
     resolve (and fingerprint) alike; str defaults take strings. Other defaults (e.g. None) take
     any JSON-serialisable value.
     """
-    where = f"dataset {dataset!r} parameter {key!r}"
+    where = f"{owner} parameter {key!r}"
     if isinstance(default, bool):
         if not isinstance(value, (bool, np.bool_)):
             raise CutbenchError(f"{where} must be True or False; got {value!r}.")
@@ -182,7 +189,8 @@ def check_dataset_params(name: str, params: dict) -> dict:
     if unknown:
         raise CutbenchError(f"dataset {name!r} got unknown parameter(s) {', '.join(map(repr, unknown))}; "
                             f"accepted: {loader.accepted()}.")
-    return {key: _coerce(name, key, params.get(key, default), default) for key, default in loader.defaults.items()}
+    return {key: coerce_param(f"dataset {name!r}", key, params.get(key, default), default)
+            for key, default in loader.defaults.items()}
 
 
 def load_dataset(name: str, **params) -> Dataset:
@@ -207,7 +215,7 @@ def load_dataset(name: str, **params) -> Dataset:
     ((1000, 2), [500, 500])
     """
     resolved = check_dataset_params(name, params)
-    X, y = _get_loader(name).function(**resolved)
+    X, y, *extra = _get_loader(name).function(**resolved)
     X = np.ascontiguousarray(X, dtype=np.float32)
     y = np.ascontiguousarray(y, dtype=np.int64)
     n_classes = int(y.max()) + 1
@@ -220,4 +228,10 @@ def load_dataset(name: str, **params) -> Dataset:
         "class_counts": np.bincount(y, minlength=n_classes).tolist(),
         "fingerprint": dataset_fingerprint(name, resolved, X, y),
     }
+    extra_meta = extra[0] if extra else {}
+    clashes = sorted(set(extra_meta) & set(meta))
+    if clashes:
+        raise CutbenchError(f"loader for {name!r} returned meta key(s) {', '.join(map(repr, clashes))}, which "
+                            "load_dataset sets itself; give them other names.")
+    meta.update(extra_meta)
     return Dataset(X=X, y=y, meta=meta)

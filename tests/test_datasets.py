@@ -15,6 +15,7 @@ from cutbench.datasets import Dataset, check_dataset_params, list_datasets, load
 from cutbench.datasets import base, synthetic
 
 SYNTHETIC = ["two_moons", "double_rings", "double_c", "blobs"]
+FILELESS = [*SYNTHETIC, "digits"]  # datasets that need no data file (real ones: tests/test_real_datasets.py)
 
 
 def reference_fingerprint(name, params, X, y):
@@ -29,10 +30,11 @@ def neighbour_purity(X, y, n_neighbors=10):
 
 
 def test_list_datasets_names_the_contract_datasets():
-    assert list_datasets() == sorted(["two_moons", "double_rings", "double_c", "blobs", "digits"])
+    assert list_datasets() == sorted([*FILELESS, "mnist", "fashion_mnist", "emnist_lowercase", "cifar10",
+                                      "features_file", "mnist8m_like"])
 
 
-@pytest.mark.parametrize("name", list_datasets())
+@pytest.mark.parametrize("name", FILELESS)
 def test_arrays_and_meta(name):
     data = load_dataset(name)
     assert isinstance(data, Dataset)
@@ -229,7 +231,8 @@ def test_many_blobs_in_one_dimension_still_get_separated_centres():
 
 
 @pytest.mark.parametrize("name, params, match", [
-    ("moons", {}, r"unknown dataset 'moons'; available: blobs, digits, double_c, double_rings, two_moons"),
+    ("moons", {}, r"unknown dataset 'moons'; available: blobs, cifar10, digits, double_c, double_rings, "
+                  r"emnist_lowercase, fashion_mnist, features_file, mnist, mnist8m_like, two_moons"),
     ("two_moons", {"n_samples": 10}, r"unknown parameter\(s\) 'n_samples'; accepted: n=2000, noise=0.05, random_state=0"),
     ("digits", {"random_state": 0}, r"accepted: none \(this dataset takes no parameters\)"),
     ("two_moons", {"n": 1}, r"n=1 is too small; use n >= 2 \(the dataset has 2 classes\)"),

@@ -1,0 +1,104 @@
+"""Feature step ``"scatnet"``: the scattering-transform features of SENet and NeuNcut (research notes §1.1).
+
+For each greyscale image, exactly as the reference ``feature_generation.py`` does it:
+
+1. Bilinear resize to 32x32 (torchvision's ``Resize((32, 32))`` on a PIL image, not zero padding).
+   PIL works on 8-bit images, so the resized pixels are rounded to the nearest multiple of 1/255,
+   as they were there; for upsampling, PIL's bilinear filter is the half-pixel-centred one of
+   ``torch.nn.functional.interpolate(..., mode="bilinear", align_corners=False)``.
+2. kymatio ``Scattering2D(J=3, L=8, max_order=2)`` on the 32x32 image: 1 + L J + L² J (J - 1) / 2
+   = 217 channels of 4x4 coefficients.
+3. Each channel divided by its largest absolute value, per image (no epsilon in the reference; a
+   channel that is all zero, which only a blank image gives, is left at zero instead of NaN).
+4. Flattened to 217 x 16 = 3,472 dimensions, channel by channel.
+
+The PCA that follows in the papers is a separate step (``pca`` with ``center=False``; the
+``"scatnet"`` preset of :data:`cutbench.datasets.features.PRESETS` chains them).
+
+Images go through in batches of :data:`BATCH_SIZE` on the pipeline's device (CUDA when available),
+with progress reported through :class:`cutbench.datasets.features.Progress`. kymatio is an optional
+dependency (``pip install 'cutbench[scatnet]'``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cutbench import CutbenchError
+from cutbench.datasets.features import Progress, register_step
+
+J, L = 3, 8
+"""Scattering scales and orientations of the reference recipe."""
+
+IMAGE_SIZE = 32
+"""Images are resized to IMAGE_SIZE x IMAGE_SIZE before the transform."""
+
+N_CHANNELS = 1 + L * J + L * L * J * (J - 1) // 2
+"""217 scattering channels (orders 0, 1 and 2)."""
+
+N_FEATURES = N_CHANNELS * (IMAGE_SIZE >> J) ** 2
+"""3,472 features per image."""
+
+BATCH_SIZE = 1024
+"""Images per batch: large enough to amortise kymatio's per-call work, small enough (about 60 MB of
+intermediate tensors per 1,024 images) for any device. The output does not depend on it."""
+
+_scattering_modules: dict = {}
+
+
+def _scattering(device: torch.device):
+    """kymatio's torch Scattering2D for 32x32 images on ``device``, built once per device."""
+    if device not in _scattering_modules:
+        try:
+            # Imported from its module, not from ``kymatio.torch``: that package also imports the
+            # numpy frontends, which fail with SciPy >= 1.17 in kymatio 0.3.0.
+            from kymatio.scattering2d.frontend.torch_frontend import ScatteringTorch2D
+        except ImportError as error:
+            raise CutbenchError("feature step 'scatnet' needs kymatio 0.3: pip install 'cutbench[scatnet]' "
+                                f"(or pip install kymatio==0.3.0); importing it failed: {error}") from error
+        _scattering_modules[device] = ScatteringTorch2D(J=J, shape=(IMAGE_SIZE, IMAGE_SIZE), L=L).to(device)
+    return _scattering_modules[device]
+
+
+def resize_like_pil(images: torch.Tensor) -> torch.Tensor:
+    """(m, h, w) images in [0, 1] bilinearly resized to 32x32 and rounded to multiples of 1/255."""
+    resized = F.interpolate(images[:, None], size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
+    return torch.round(resized[:, 0] * 255.0) / 255.0
+
+
+def scattering_features(images: torch.Tensor) -> torch.Tensor:
+    """Steps 1-4 of the module docstring for (m, h, w) float32 images in [0, 1]: an (m, 3472) tensor."""
+    coefficients = _scattering(images.device)(resize_like_pil(images).contiguous())
+    coefficients = coefficients.reshape(len(images), N_CHANNELS, -1)
+    peak = coefficients.abs().amax(dim=2, keepdim=True)
+    normalised = coefficients / torch.where(peak > 0, peak, torch.ones_like(peak))
+    return normalised.reshape(len(images), N_FEATURES)
+
+
+@register_step("scatnet")
+def scatnet(X, meta, *, device):
+    """Scattering features (3,472 per image) of a greyscale image dataset; see the module docstring.
+
+    Needs ``meta["image_shape"] == (h, w)`` and X holding the images as loaded (one value per
+    pixel), so it must be the first step of a pipeline.
+    """
+    shape = tuple(meta.get("image_shape") or ())
+    if len(shape) != 2:
+        found = f"image_shape {shape}" if shape else "no image_shape in its meta"
+        raise CutbenchError(f"feature step 'scatnet' needs greyscale images (meta['image_shape'] = (h, w)); dataset "
+                            f"{meta.get('name')!r} has {found}. Use it on mnist, fashion_mnist or emnist_lowercase.")
+    if X.shape[1] != shape[0] * shape[1]:
+        raise CutbenchError(f"feature step 'scatnet' needs the {shape[0]}x{shape[1]} pixels of each image, but the "
+                            f"features have {X.shape[1]} columns; put 'scatnet' first in the pipeline.")
+    out = np.empty((len(X), N_FEATURES), dtype=np.float32)
+    progress = Progress(f"scatnet on {device}", len(X))
+    with torch.no_grad():
+        for start in range(0, len(X), BATCH_SIZE):
+            batch = torch.from_numpy(np.ascontiguousarray(X[start:start + BATCH_SIZE], dtype=np.float32))
+            images = batch.to(device).reshape(-1, *shape)
+            out[start:start + len(batch)] = scattering_features(images).cpu().numpy()
+            progress.update(len(batch))
+    progress.close()
+    return out
