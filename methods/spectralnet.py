@@ -1,0 +1,527 @@
+"""SpectralNet: a network whose orthonormalised outputs minimise the Laplacian quadratic form of batch graphs.
+
+Shaham, Stanton, Li, Nadler, Basri, Kluger, "SpectralNet: Spectral Clustering using Deep Neural Networks"
+(ICLR 2018). The network ``f`` ends in ``k`` tanh units followed by a linear orthonormalisation layer
+``Y = f(X) · A`` with ``A`` chosen on an independent batch so that ``Yᵀ Y = m I`` there. Each step draws
+two batches of ``m`` points: on the *orthonormalisation* batch ``Ỹ = f(X_o)`` is factored as ``Ỹ = Q T``
+(``T`` upper triangular with a positive diagonal) and ``A = sqrt(m) T⁻¹``; on the *gradient* batch the loss
+
+    Σ_ij W_ij ||y_i - y_j||² / (2m) = tr(Yᵀ (D - W) Y) / m
+
+is minimised with ``W`` the batch affinity, so the columns of ``Y`` approach the bottom eigenvectors of the
+unnormalised graph Laplacian. Clustering is k-means on ``Y`` of all points, with the stored ``A`` of the
+last step; new points are embedded the same way and assigned to the nearest k-means centre.
+
+Where the paper, the original TF code (``KlugerLab/SpectralNet``) and the PyTorch code
+(``shaham-lab/SpectralNet``) differ, each variant is an option:
+
+* ``orth_grad="through"`` (default; both codes) back-propagates through the factorisation of the
+  orthonormalisation batch; ``"detached"`` holds ``A`` constant in the gradient step, as the paper says.
+* ``orthonorm="qr"`` (PyTorch code, with the positive-diagonal canonicalisation of its later PR #10)
+  or ``"cholesky"`` (TF code: Cholesky of ``ỸᵀỸ + 1e-7 I``). Both run in float64; in exact arithmetic
+  they give the same ``T``.
+* ``scale="global_median"`` (default; TF code): one ``sigma`` computed before training, the median over a
+  random sample of ``batch_size`` points of the distance to the ``scale_neighbor``-th nearest point of
+  the sample (the point itself counts as the first), then ``exp(-d² / (2 sigma²))``.
+  ``scale="local_median"`` (PyTorch code): ``sigma_j`` = median of the distances from ``j`` to its
+  ``n_neighbors`` nearest points and itself, and ``W_ij = exp(-d_ij² / sigma_j²)`` indexed by the column,
+  without the factor 2, as that code does. ``scale="affinity"`` uses the affinity's own ``sigma``.
+* Both codes use the unnormalised Laplacian (the paper also discusses the normalised one); so does this.
+* Epochs are ``steps_per_epoch`` random batches (TF: 100) or, with ``steps_per_epoch=None``, one pass
+  (PyTorch). The learning rate drops x0.1 after ``patience`` epochs without a lower loss and training
+  stops once it reaches 1e-7. The references watch a validation loss; here the mean training loss of
+  the epoch is watched, so no data is held out.
+
+The per-batch affinity is computed on the device from the batch (the PyTorch code runs a CPU kNN per
+batch). With a :class:`cutbench.siamese.SiameseAffinity` the kernel sees the Siamese embeddings, as in
+the paper's MNIST and Reuters settings. ``SPECTRALNET_PRESETS`` holds the reference settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from typing import ClassVar
+
+import numpy as np
+import torch
+from sklearn.cluster import KMeans as SklearnKMeans
+
+from cutbench import CutbenchError
+from cutbench._validation import check_batch_size, seed_generators
+from cutbench.graph import Affinity, l2_normalize_rows, pairwise_sq_dists, prepare_affinity
+from cutbench.methods.base import Capabilities, ClusteringMethod, as_numpy_labels
+from cutbench.siamese import ACTIVATIONS, SiameseAffinity, seeded_mlp
+
+SCALES = ("global_median", "local_median", "affinity")
+ORTHONORMS = ("qr", "cholesky")
+ORTH_GRADS = ("through", "detached")
+OPTIMIZERS = ("rmsprop", "adam")
+
+CHOLESKY_JITTER = 1e-7
+"""Added to the diagonal of ỸᵀỸ before the Cholesky factorisation, as in the TF code."""
+
+_MIN_LR = 1e-7  # training stops once the plateau schedule has decayed the learning rate this far
+_LR_DECAY = 0.1
+_LOCAL_SIGMA_FLOOR = 1e-7  # the PyTorch code clamps its local scales here
+# A batch output counts as rank-deficient when its smallest singular value is below this multiple of the
+# largest: the numerical-rank rule for float32 network outputs (max(m, k) * eps is applied on top).
+_RANK_EPS = float(torch.finfo(torch.float32).eps)
+
+SPECTRALNET_PRESETS = {
+    # TF code, MNIST (AE codes as input; the Siamese is trained 400 epochs with RMSProp there).
+    "mnist": dict(affinity=SiameseAffinity(kernel=Affinity(n_neighbors=2, self_loops=True)),
+                  scale="global_median", scale_neighbor=2, hidden_dims=(1024, 1024, 512), activation="relu",
+                  optimizer="rmsprop", lr=1e-3, batch_size=1024, epochs=400, steps_per_epoch=100, patience=20),
+    # TF code, Reuters: siam_k = 100 with 20 pairs per point there; here the 20 nearest are the positives.
+    "reuters": dict(affinity=SiameseAffinity(kernel=Affinity(n_neighbors=29, self_loops=True), n_positives=20,
+                                             epochs=20, patience=1),
+                    scale="global_median", scale_neighbor=10, hidden_dims=(512, 256, 128), activation="relu",
+                    optimizer="rmsprop", lr=5e-5, batch_size=2048, epochs=300, steps_per_epoch=100, patience=5),
+    # TF code, nested C ("cc"), dense Gaussian affinity; its softplus layers' batch norm is left out.
+    "cc": dict(affinity=Affinity(n_neighbors=None, self_loops=True), scale="global_median", scale_neighbor=2,
+               hidden_dims=(50, 50, 50), activation="softplus", optimizer="rmsprop", lr=1e-3, batch_size=128,
+               epochs=300, steps_per_epoch=100, patience=30),
+    # PyTorch package defaults.
+    "pytorch": dict(affinity=Affinity(n_neighbors=30, self_loops=True), scale="local_median",
+                    hidden_dims=(1024, 1024, 512), activation="leaky_relu", optimizer="adam", lr=1e-3,
+                    batch_size=1024, epochs=30, steps_per_epoch=None, patience=10),
+    # PyTorch two-moons example (standardised 2-D input).
+    "two_moons": dict(affinity=Affinity(n_neighbors=8, self_loops=True), scale="global_median", scale_neighbor=2,
+                      hidden_dims=(128, 128), activation="leaky_relu", optimizer="adam", lr=1e-2, batch_size=712,
+                      epochs=40, steps_per_epoch=None, patience=10),
+}
+"""Reference settings by name: ``SpectralNet(n_clusters=k, **SPECTRALNET_PRESETS["mnist"])``."""
+
+
+def spectral_loss(Y, W):
+    """``Σ_ij W_ij ||y_i - y_j||² / (2m)``, i.e. ``tr(Yᵀ (D - W) Y) / m`` for symmetric ``W``.
+
+    Parameters
+    ----------
+    Y : torch.Tensor of shape (m, k)
+    W : torch.Tensor of shape (m, m)
+        Symmetric nonnegative affinity, same dtype as ``Y``.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar.
+    """
+    degree_term = (W.sum(dim=1) * Y.square().sum(dim=1)).sum()
+    affinity_term = (Y * (W @ Y)).sum()
+    return (degree_term - affinity_term) / Y.shape[0]
+
+
+def orthonorm_weights(Y_tilde, method="qr"):
+    """``A = sqrt(m) T⁻¹`` with ``Ỹ = Q T`` (``T`` upper triangular, positive diagonal), in float64.
+
+    Parameters
+    ----------
+    Y_tilde : torch.Tensor of shape (m, k)
+        Network outputs on the orthonormalisation batch, ``m >= k``.
+    method : {"qr", "cholesky"}, default="qr"
+        ``"qr"``: reduced QR with rows of ``R`` sign-flipped to a positive diagonal. ``"cholesky"``:
+        ``T = Lᵀ`` with ``L Lᵀ = ỸᵀỸ + 1e-7 I``.
+
+    Returns
+    -------
+    weights : torch.Tensor of shape (k, k), float64
+        ``(Ỹ A)ᵀ (Ỹ A) = m I`` when ``Ỹ`` has rank ``k``. Differentiable.
+    rank_deficient : torch.Tensor, bool scalar
+        True when ``Ỹ`` is numerically of rank < ``k`` (singular-value ratio of ``T`` at most
+        ``max(m, k) * eps_float32``, or a failed Cholesky); ``weights`` are then meaningless. Kept on the
+        device so that a training loop need not synchronise every step.
+    """
+    m, k = Y_tilde.shape
+    Y64 = Y_tilde.to(torch.float64)
+    if method == "qr":
+        _, R = torch.linalg.qr(Y64)
+        signs = torch.where(R.diagonal() < 0, -1.0, 1.0).to(R.dtype)
+        T = R * signs[:, None]
+        failed = torch.zeros((), dtype=torch.bool, device=Y_tilde.device)
+    elif method == "cholesky":
+        gram = Y64.T @ Y64 + CHOLESKY_JITTER * torch.eye(k, dtype=torch.float64, device=Y_tilde.device)
+        L, info = torch.linalg.cholesky_ex(gram)
+        T = L.T
+        failed = info != 0
+    else:
+        raise CutbenchError(f"orthonorm must be one of {ORTHONORMS}; got {method!r}.")
+    singular = torch.linalg.svdvals(T.detach())
+    if method == "cholesky":  # T carries the jitter: singular values of Ỹ are sqrt(s² - jitter)
+        singular = (singular.square() - CHOLESKY_JITTER).clamp_min(0.0).sqrt()
+    rank_deficient = failed | ~(singular[-1] > singular[0] * max(m, k) * _RANK_EPS)
+    identity = torch.eye(k, dtype=torch.float64, device=Y_tilde.device)
+    # A failed factor holds garbage; the identity keeps the solve finite until the caller raises.
+    T = torch.where(rank_deficient, identity, T)
+    weights = math.sqrt(m) * torch.linalg.solve_triangular(T, identity, upper=True)
+    return weights, rank_deficient
+
+
+def local_median_affinity(Z, n_neighbors, *, self_loops=True, symmetrize="mean"):
+    """Per-batch kNN affinity with local scales, as the PyTorch SpectralNet code builds it.
+
+    ``sigma_j`` = median of the distances from ``z_j`` to its ``n_neighbors`` nearest points and itself
+    (the zero included), at least 1e-7; ``W_ij = exp(-||z_i - z_j||² / sigma_j²)`` on the ``n_neighbors``
+    nearest neighbours of ``i`` (self excluded), 0 elsewhere; then symmetrised; diagonal 1 or 0.
+
+    Parameters
+    ----------
+    Z : torch.Tensor of shape (m, d)
+    n_neighbors : int
+        ``1 <= n_neighbors < m``.
+    self_loops : bool, default=True
+    symmetrize : {"mean", "max"}, default="mean"
+
+    Returns
+    -------
+    torch.Tensor of shape (m, m), dtype and device of ``Z``
+    """
+    with torch.no_grad():
+        sq = pairwise_sq_dists(Z - Z.mean(dim=0))
+        m = sq.shape[0]
+        if not 1 <= n_neighbors < m:
+            raise CutbenchError(f"n_neighbors={n_neighbors} must be in [1, {m - 1}] for a batch of {m} points; "
+                                f"use a batch_size above n_neighbors.")
+        no_self = sq.clone()
+        no_self.diagonal().fill_(math.inf)
+        kept_sq, columns = torch.topk(no_self, n_neighbors, dim=1, largest=False)
+        with_self = torch.cat([torch.zeros(m, 1, dtype=sq.dtype, device=sq.device), kept_sq], dim=1)
+        sigma = torch.quantile(with_self.sqrt(), 0.5, dim=1).clamp_min(_LOCAL_SIGMA_FLOOR)
+        weights = torch.exp(-kept_sq / sigma[columns].square())
+        W = torch.zeros_like(sq).scatter_(1, columns, weights)
+        W = (W + W.T) / 2 if symmetrize == "mean" else torch.maximum(W, W.T)
+        W.diagonal().fill_(1.0 if self_loops else 0.0)
+    return W
+
+
+def global_median_sigma(Z, scale_neighbor, *, sample_size, generator):
+    """Median over a random sample of points of the distance to the ``scale_neighbor``-th nearest sample point.
+
+    The point itself is its own first neighbour (TF convention), so ``scale_neighbor=2`` is the nearest
+    other point.
+
+    Parameters
+    ----------
+    Z : torch.Tensor of shape (n, d)
+    scale_neighbor : int
+        ``2 <= scale_neighbor <= sample size``.
+    sample_size : int
+        Points drawn without replacement (at most ``n``).
+    generator : torch.Generator
+        CPU generator of the sample.
+
+    Returns
+    -------
+    float
+    """
+    sample_size = min(sample_size, Z.shape[0])
+    if not 2 <= scale_neighbor <= sample_size:
+        raise CutbenchError(f"scale_neighbor={scale_neighbor} must be in [2, {sample_size}] (the point itself "
+                            f"counts as neighbour 1; the sample has {sample_size} points).")
+    sample = Z[torch.randperm(Z.shape[0], generator=generator)[:sample_size].to(Z.device)]
+    with torch.no_grad():
+        sq = pairwise_sq_dists(sample - sample.mean(dim=0))
+        kth = torch.kthvalue(sq, scale_neighbor, dim=1).values.sqrt()
+    sigma = float(np.median(kth.cpu().numpy()))
+    if not sigma > 0:
+        raise CutbenchError("the global median scale is 0: most sampled points have a duplicate. Remove "
+                            "duplicates, use a larger scale_neighbor, or scale='affinity' with a fixed sigma.")
+    return sigma
+
+
+class _BatchStream:
+    """Batches of ``batch_size`` indices, each drawn without replacement: consecutive slices of a random
+    permutation, redrawn when too few indices remain (one permutation serves ``n // batch_size`` batches)."""
+
+    def __init__(self, n, batch_size, generator, device):
+        self.n, self.batch_size, self.generator, self.device = n, batch_size, generator, device
+        self.order, self.position = None, n
+
+    def next(self):
+        if self.position + self.batch_size > self.n:
+            self.order = torch.randperm(self.n, generator=self.generator).to(self.device)
+            self.position = 0
+        batch = self.order[self.position:self.position + self.batch_size]
+        self.position += self.batch_size
+        return batch
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise CutbenchError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}.")
+
+
+def _check_int(name, value, minimum, *, allow_none=False):
+    if allow_none and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        extra = " or None" if allow_none else ""
+        raise CutbenchError(f"{name} must be an integer >= {minimum}{extra}; got {value!r}.")
+
+
+class SpectralNet(ClusteringMethod):
+    """SpectralNet: tanh network + orthonormalisation layer trained on batch Laplacians, then k-means.
+
+    See the module docstring for the method and for where it follows the paper or the reference codes.
+
+    Parameters
+    ----------
+    n_clusters : int, default=2
+        Number of clusters ``k``; also the embedding dimension (the network's output width).
+    affinity : str, dict, Affinity or SiameseAffinity, default="knn"
+        Per-batch affinity, resolved with :func:`cutbench.graph.prepare_affinity`: a heat kernel on the
+        features, or on the embeddings of a Siamese network trained first (``"siamese"``). Its
+        ``n_neighbors`` must be below ``batch_size``. Self-loops do not change the loss.
+    scale : {"global_median", "local_median", "affinity"}, default="global_median"
+        Kernel bandwidth: TF code (one sigma before training), PyTorch code (per-point sigma), or the
+        affinity's own ``sigma`` (a number, or ``"median"`` per batch). The first two need the affinity's
+        ``sigma="median"`` (it is replaced); ``"local_median"`` also needs an integer ``n_neighbors``.
+    scale_neighbor : int, default=2
+        For ``"global_median"``: the neighbour rank whose distance is used, the point itself being rank 1.
+    hidden_dims : tuple of int, default=(1024, 1024, 512)
+        Hidden widths (TF MNIST setting).
+    activation : {"relu", "leaky_relu", "softplus", "tanh"}, default="relu"
+        Hidden activation (TF: ReLU; PyTorch: LeakyReLU).
+    orthonorm : {"qr", "cholesky"}, default="qr"
+        Factorisation of the orthonormalisation layer (float64).
+    orth_grad : {"through", "detached"}, default="through"
+        Back-propagate through the factorisation (both codes) or not (paper).
+    optimizer : {"rmsprop", "adam"}, default="rmsprop"
+        ``"rmsprop"`` is ``torch.optim.RMSprop`` with decay 0.9 (TF1's; TF1 also puts eps inside the root
+        and starts the accumulator at 1, which torch does not). ``"adam"`` is the PyTorch code's choice.
+    lr : float, default=1e-3
+        Initial learning rate.
+    batch_size : int, default=1024
+        Points per gradient batch and per orthonormalisation batch; ``n_clusters <= batch_size <= n``.
+    epochs : int, default=400
+        Maximum number of epochs.
+    steps_per_epoch : int or None, default=100
+        Steps (two batches each) per epoch; None means ``n // batch_size`` (one pass).
+    patience : int, default=20
+        Epochs without a lower mean loss before the learning rate is multiplied by 0.1.
+    n_init : int, default=10
+        k-means restarts on the embedding.
+    predict_batch_size : int, default=10000
+        Rows per forward pass when embedding.
+    device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
+    random_state : None, int or numpy.random.Generator, default=None
+        Seeds the network, the batches, the scale sample, k-means and (unless it fixes its own) the
+        Siamese affinity. Reproducible on the CPU.
+
+    Attributes
+    ----------
+    model_ : torch.nn.Sequential
+        The network up to its tanh output (without the orthonormalisation), on the fitted device.
+    orthonorm_weights_ : torch.Tensor of shape (n_clusters, n_clusters), float64
+        The orthonormalisation matrix ``A`` of the last training step, used for every embedding.
+    embedding_ : numpy.ndarray of shape (n_samples, n_clusters)
+        ``f(X) A`` of the training points.
+    kmeans_ : sklearn.cluster.KMeans
+        Fitted on ``embedding_``.
+    labels_ : numpy.ndarray of shape (n_samples,), int64
+    affinity_ : Affinity or SiameseAffinity
+        The resolved affinity specification.
+    sigma_ : float or None
+        The global bandwidth for ``scale="global_median"``, else None.
+    history_ : dict of list of float
+        Per-epoch mean ``"loss"`` and the ``"lr"`` used in that epoch.
+    n_iter_ : int
+        Epochs run.
+    n_features_in_ : int
+    """
+
+    name: ClassVar[str] = "spectralnet"
+    capabilities: ClassVar[Capabilities] = Capabilities(gpu=True, minibatch=True, out_of_sample=True)
+
+    def __init__(self, n_clusters=2, *, affinity="knn", scale="global_median", scale_neighbor=2,
+                 hidden_dims=(1024, 1024, 512), activation="relu", orthonorm="qr", orth_grad="through",
+                 optimizer="rmsprop", lr=1e-3, batch_size=1024, epochs=400, steps_per_epoch=100, patience=20,
+                 n_init=10, predict_batch_size=10000, device="auto", random_state=None):
+        self.n_clusters = n_clusters
+        self.affinity = affinity
+        self.scale = scale
+        self.scale_neighbor = scale_neighbor
+        self.hidden_dims = hidden_dims
+        self.activation = activation
+        self.orthonorm = orthonorm
+        self.orth_grad = orth_grad
+        self.optimizer = optimizer
+        self.lr = lr
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.steps_per_epoch = steps_per_epoch
+        self.patience = patience
+        self.n_init = n_init
+        self.predict_batch_size = predict_batch_size
+        self.device = device
+        self.random_state = random_state
+
+    def _check_params(self):
+        _check_choice("scale", self.scale, SCALES)
+        _check_choice("activation", self.activation, tuple(ACTIVATIONS))
+        _check_choice("orthonorm", self.orthonorm, ORTHONORMS)
+        _check_choice("orth_grad", self.orth_grad, ORTH_GRADS)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        lr_ok = isinstance(self.lr, numbers.Real) and not isinstance(self.lr, bool) and math.isfinite(self.lr)
+        if not (lr_ok and self.lr > 0):
+            raise CutbenchError(f"lr must be a finite number > 0; got {self.lr!r}.")
+        _check_int("scale_neighbor", self.scale_neighbor, 2)
+        _check_int("epochs", self.epochs, 1)
+        _check_int("steps_per_epoch", self.steps_per_epoch, 1, allow_none=True)
+        _check_int("patience", self.patience, 1)
+        _check_int("n_init", self.n_init, 1)
+        _check_int("predict_batch_size", self.predict_batch_size, 1)
+        hidden_ok = isinstance(self.hidden_dims, (tuple, list)) and all(
+            isinstance(w, numbers.Integral) and not isinstance(w, bool) and w >= 1 for w in self.hidden_dims)
+        if not hidden_ok:
+            raise CutbenchError(f"hidden_dims must be a tuple of positive integers, e.g. (1024, 1024, 512); "
+                                f"got {self.hidden_dims!r}.")
+
+    def _check_kernel(self, kernel: Affinity, batch_size: int):
+        if kernel.n_neighbors is not None and kernel.n_neighbors >= batch_size:
+            raise CutbenchError(f"the affinity keeps n_neighbors={kernel.n_neighbors} neighbours per point, which "
+                                f"needs batch_size > {kernel.n_neighbors} (got batch_size={batch_size}); raise "
+                                f"batch_size or lower n_neighbors.")
+        if self.scale != "affinity" and kernel.sigma != "median":
+            raise CutbenchError(f"scale={self.scale!r} computes sigma itself, but the affinity fixes "
+                                f"sigma={kernel.sigma}; use an affinity with sigma='median' or scale='affinity'.")
+        if self.scale == "local_median" and kernel.n_neighbors is None:
+            raise CutbenchError("scale='local_median' needs a kNN affinity (integer n_neighbors, e.g. 30); got "
+                                "n_neighbors=None. Use scale='global_median' for a dense affinity.")
+
+    def _batch_affinity_fn(self, prepared, batch_size, generator):
+        """The per-batch affinity ``index -> W`` and the global sigma (or None)."""
+        kernel = prepared.kernel
+        if self.scale == "affinity":
+            return prepared.batch, None
+        if self.scale == "local_median":
+            def local(index):
+                return local_median_affinity(prepared.points[index], kernel.n_neighbors,
+                                             self_loops=kernel.self_loops, symmetrize=kernel.symmetrize)
+            return local, None
+        # The kernel normalises rows before measuring distances, so the scale is measured the same way.
+        points = l2_normalize_rows(prepared.points) if kernel.normalize_rows else prepared.points
+        sigma = global_median_sigma(points, self.scale_neighbor, sample_size=batch_size, generator=generator)
+        return dataclasses.replace(prepared, kernel=dataclasses.replace(kernel, sigma=sigma)).batch, sigma
+
+    def fit(self, X, y=None):
+        """Train the network on ``X``, embed it and cluster the embedding with k-means.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        X = self._validate_fit_input(X)
+        n_samples, n_features = X.shape
+        batch_size = check_batch_size(self.batch_size, n_samples, self.n_clusters)
+        self._check_params()
+        device = self._device()
+        _, generator, seed = seed_generators(self.random_state)
+
+        X_train = torch.as_tensor(X).to(device=device, dtype=torch.float32)
+        prepared = prepare_affinity(self.affinity, X_train, device=device, random_state=seed)
+        self._check_kernel(prepared.kernel, batch_size)
+        batch_affinity_of, sigma = self._batch_affinity_fn(prepared, batch_size, generator)
+
+        model = seeded_mlp([n_features, *self.hidden_dims, self.n_clusters], activation=self.activation,
+                           output_activation="tanh", generator=generator).to(device)
+        if self.optimizer == "adam":
+            optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
+        else:
+            optimizer = torch.optim.RMSprop(model.parameters(), lr=self.lr, alpha=0.9)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=_LR_DECAY, patience=self.patience)
+        steps = self.steps_per_epoch if self.steps_per_epoch is not None else n_samples // batch_size
+        grad_batches = _BatchStream(n_samples, batch_size, generator, device)
+        orth_batches = _BatchStream(n_samples, batch_size, generator, device)
+        detached = self.orth_grad == "detached"
+        history = {"loss": [], "lr": []}
+        weights = None
+        for epoch in range(self.epochs):
+            lr = optimizer.param_groups[0]["lr"]
+            if lr <= _MIN_LR:
+                break
+            history["lr"].append(lr)
+            total = torch.zeros((), dtype=torch.float64, device=device)
+            rank_deficient = torch.zeros((), dtype=torch.bool, device=device)
+            for _ in range(steps):
+                with torch.set_grad_enabled(not detached):
+                    weights, deficient = orthonorm_weights(model(X_train[orth_batches.next()]), self.orthonorm)
+                rank_deficient |= deficient
+                index = grad_batches.next()
+                Y = model(X_train[index]).to(torch.float64) @ weights
+                loss = spectral_loss(Y, batch_affinity_of(index).to(torch.float64))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.detach()
+            # Checked once per epoch, so the device is not synchronised every step.
+            if bool(rank_deficient):
+                raise CutbenchError(
+                    f"SpectralNet could not orthonormalise a batch in epoch {epoch + 1}: the network output on "
+                    f"{batch_size} points has rank < n_clusters={self.n_clusters}. Use a larger batch_size (each "
+                    f"batch must contain every cluster), a lower lr (now {lr:g}), fewer clusters, or a better "
+                    "affinity (e.g. train the Siamese network longer).")
+            mean_loss = float(total) / steps
+            if not math.isfinite(mean_loss):
+                raise CutbenchError(f"SpectralNet training diverged at epoch {epoch + 1} (loss={mean_loss}); "
+                                    f"lower lr (now {lr:g}).")
+            history["loss"].append(mean_loss)
+            scheduler.step(mean_loss)
+
+        model.eval()
+        model.requires_grad_(False)
+        self.model_ = model
+        self.orthonorm_weights_ = weights.detach()
+        self.affinity_ = prepared.spec
+        self.sigma_ = sigma
+        self.history_ = history
+        self.n_iter_ = len(history["loss"])
+        self.n_features_in_ = n_features
+        self.embedding_ = self._embed(X_train)
+        self.kmeans_ = SklearnKMeans(n_clusters=self.n_clusters, n_init=int(self.n_init), random_state=seed)
+        self.labels_ = as_numpy_labels(self.kmeans_.fit_predict(self.embedding_))
+        return self
+
+    def _embed(self, X) -> np.ndarray:
+        """``f(X) A`` in chunks of ``predict_batch_size`` on the fitted device, as float64 numpy."""
+        parameter = next(self.model_.parameters())
+        outputs = []
+        with torch.inference_mode():
+            for start in range(0, X.shape[0], self.predict_batch_size):
+                chunk = torch.as_tensor(X[start:start + self.predict_batch_size]).to(parameter.device, parameter.dtype)
+                outputs.append((self.model_(chunk).to(torch.float64) @ self.orthonorm_weights_).cpu())
+        return torch.cat(outputs).numpy()
+
+    def transform(self, X):
+        """Spectral embedding ``f(X) A`` of any points, with the stored orthonormalisation.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, n_features)
+
+        Returns
+        -------
+        numpy.ndarray of shape (n_samples, n_clusters), float64
+        """
+        return self._embed(self._validate_predict_input(X))
+
+    def predict(self, X):
+        """Assign each row of ``X`` to the nearest k-means centre of its embedding.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, n_features)
+            Any points, seen in ``fit`` or not.
+
+        Returns
+        -------
+        labels : numpy.ndarray of shape (n_samples,), int64
+        """
+        return as_numpy_labels(self.kmeans_.predict(self.transform(X)))
