@@ -468,10 +468,11 @@ def principal_axes(X: np.ndarray, n_components: int, *, center: bool, device: to
     """The top ``n_components`` eigenvectors of the (centred or uncentred) scatter matrix of ``X``.
 
     The d x d scatter matrix XᵀX (centred: (X - mean)ᵀ(X - mean)) is accumulated in float64 from
-    float32 products of ``CHUNK_ROWS`` rows at a time, on ``device``; its eigen-decomposition runs
-    in float64 on the CPU. Columns are ordered by decreasing eigenvalue, and each eigenvector's
-    sign is fixed so that its largest-magnitude entry is positive, so the result does not depend
-    on the eigensolver.
+    float32 products of ``CHUNK_ROWS`` rows at a time, on ``device``; only its top eigenpairs are
+    kept, from a float64 eigen-decomposition on the CPU. With fewer rows than columns the n x n
+    Gram matrix is decomposed instead (same axes, smaller problem). Columns are ordered by
+    decreasing eigenvalue, and each eigenvector's sign is fixed so that its largest-magnitude entry
+    is positive, so the result does not depend on the eigensolver.
 
     Returns
     -------
@@ -481,21 +482,30 @@ def principal_axes(X: np.ndarray, n_components: int, *, center: bool, device: to
     eigenvalues : ndarray of shape (n_components,), float64
     """
     n, d = X.shape
-    scatter = torch.zeros(d, d, dtype=torch.float64, device=device)
-    total = torch.zeros(d, dtype=torch.float64, device=device)
-    for start in range(0, n, CHUNK_ROWS):
-        rows = torch.from_numpy(np.ascontiguousarray(X[start:start + CHUNK_ROWS], dtype=np.float32)).to(device)
-        scatter += (rows.T @ rows).double()
-        total += rows.sum(0, dtype=torch.float64)
-    mean = (total / n).cpu().numpy()
-    scatter = scatter.cpu().numpy()
-    if center:
-        scatter -= n * np.outer(mean, mean)
-    eigenvalues, eigenvectors = np.linalg.eigh(scatter)
-    top = np.argsort(eigenvalues)[::-1][:n_components]
-    components = eigenvectors[:, top]
-    signs = np.sign(components[np.abs(components).argmax(axis=0), np.arange(len(top))])
-    return components * signs, (mean if center else np.zeros(d)), eigenvalues[top]
+    total = X.sum(axis=0, dtype=np.float64)
+    mean = total / n if center else np.zeros(d)
+    if n < d:
+        rows = X.astype(np.float64) - mean
+        eigenvalues, left = _top_eigenpairs(rows @ rows.T, n_components)
+        components = rows.T @ left / np.sqrt(np.maximum(eigenvalues, np.finfo(float).tiny))
+    else:
+        scatter = torch.zeros(d, d, dtype=torch.float64, device=device)
+        for start in range(0, n, CHUNK_ROWS):
+            rows = torch.from_numpy(np.ascontiguousarray(X[start:start + CHUNK_ROWS], dtype=np.float32)).to(device)
+            scatter += (rows.T @ rows).double()
+        scatter = scatter.cpu().numpy()
+        if center:
+            scatter -= n * np.outer(mean, mean)
+        eigenvalues, components = _top_eigenpairs(scatter, n_components)
+    signs = np.sign(components[np.abs(components).argmax(axis=0), np.arange(n_components)])
+    return components * signs, mean, eigenvalues
+
+
+def _top_eigenpairs(symmetric: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``count`` largest eigenvalues of a symmetric matrix, decreasing, and their eigenvectors."""
+    # The full divide-and-conquer solver (syevd) beats the subset one (syevr) here even for 500 of 3,472.
+    eigenvalues, eigenvectors = np.linalg.eigh(symmetric)
+    return eigenvalues[::-1][:count], eigenvectors[:, ::-1][:, :count]
 
 
 @register_step("pca")

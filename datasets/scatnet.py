@@ -3,9 +3,8 @@
 For each greyscale image, exactly as the reference ``feature_generation.py`` does it:
 
 1. Bilinear resize to 32x32 (torchvision's ``Resize((32, 32))`` on a PIL image, not zero padding).
-   PIL works on 8-bit images, so the resized pixels are rounded to the nearest multiple of 1/255,
-   as they were there; for upsampling, PIL's bilinear filter is the half-pixel-centred one of
-   ``torch.nn.functional.interpolate(..., mode="bilinear", align_corners=False)``.
+   PIL works on 8-bit images: it resizes the width, rounds to 8 bits, then the height and rounds
+   again; :func:`resize_like_pil` does the same and gives PIL's pixels exactly.
 2. kymatio ``Scattering2D(J=3, L=8, max_order=2)`` on the 32x32 image: 1 + L J + L² J (J - 1) / 2
    = 217 channels of 4x4 coefficients.
 3. Each channel divided by its largest absolute value, per image (no epsilon in the reference; a
@@ -15,12 +14,15 @@ For each greyscale image, exactly as the reference ``feature_generation.py`` doe
 The PCA that follows in the papers is a separate step (``pca`` with ``center=False``; the
 ``"scatnet"`` preset of :data:`cutbench.datasets.features.PRESETS` chains them).
 
-Images go through in batches of :data:`BATCH_SIZE` on the pipeline's device (CUDA when available),
+Images go through in batches of :data:`BATCH_SIZE` on the pipeline's device (CUDA when available;
+on the CPU with one torch thread, see ``_one_cpu_thread``),
 with progress reported through :class:`cutbench.datasets.features.Progress`. kymatio is an optional
 dependency (``pip install 'cutbench[scatnet]'``).
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -63,9 +65,18 @@ def _scattering(device: torch.device):
 
 
 def resize_like_pil(images: torch.Tensor) -> torch.Tensor:
-    """(m, h, w) images in [0, 1] bilinearly resized to 32x32 and rounded to multiples of 1/255."""
-    resized = F.interpolate(images[:, None], size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
-    return torch.round(resized[:, 0] * 255.0) / 255.0
+    """(m, h, w) images in [0, 1] resized to 32x32 exactly as PIL's bilinear ``resize`` of 8-bit images.
+
+    PIL resizes the width first, then the height, rounding to 8 bits (half up) after each pass;
+    for upsampling each pass is the half-pixel-centred linear interpolation of
+    ``F.interpolate(..., align_corners=False)`` (a pass leaving a size unchanged is the identity).
+    """
+    levels = images[:, None] * 255.0
+    wide = torch.floor(F.interpolate(levels, size=(images.shape[1], IMAGE_SIZE), mode="bilinear",
+                                     align_corners=False) + 0.5)
+    resized = torch.floor(F.interpolate(wide, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear",
+                                        align_corners=False) + 0.5)
+    return resized[:, 0] / 255.0
 
 
 def scattering_features(images: torch.Tensor) -> torch.Tensor:
@@ -75,6 +86,25 @@ def scattering_features(images: torch.Tensor) -> torch.Tensor:
     peak = coefficients.abs().amax(dim=2, keepdim=True)
     normalised = coefficients / torch.where(peak > 0, peak, torch.ones_like(peak))
     return normalised.reshape(len(images), N_FEATURES)
+
+
+@contextmanager
+def _one_cpu_thread(device: torch.device):
+    """Run torch's CPU kernels on one thread inside the block (restored afterwards).
+
+    kymatio issues hundreds of small FFTs and products per batch; splitting each over threads
+    gains little, and when the cores are shared the threads wait on each other: on the 2-core
+    test machine under load, 2 threads took 13x longer than 1 (see the issue 3 report).
+    """
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @register_step("scatnet")
@@ -94,7 +124,7 @@ def scatnet(X, meta, *, device):
                             f"features have {X.shape[1]} columns; put 'scatnet' first in the pipeline.")
     out = np.empty((len(X), N_FEATURES), dtype=np.float32)
     progress = Progress(f"scatnet on {device}", len(X))
-    with torch.no_grad():
+    with torch.no_grad(), _one_cpu_thread(device):
         for start in range(0, len(X), BATCH_SIZE):
             batch = torch.from_numpy(np.ascontiguousarray(X[start:start + BATCH_SIZE], dtype=np.float32))
             images = batch.to(device).reshape(-1, *shape)
