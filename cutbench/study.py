@@ -8,6 +8,7 @@ determines it. Any value below that is a list is a sweep axis::
     datasets:
       - name: double_rings
         grid: {n: [10000, 100000]}                 # scaling runs: one cell per n
+    features: [raw, {name: scatnet, l2_normalize: true}]   # a preset, or a list of them (an axis)
     affinity: {sigma: median, n_neighbors: [3, 10, 1000]}   # s sweep; given to every method that takes one
     methods:
       - name: ncut
@@ -41,7 +42,7 @@ _DATASET_KEYS = {"name", "params", "grid"}
 _METHOD_KEYS = {"name", "params", "grid"}
 _PROTOCOL_KEYS = {"train_size", "nmi_average_method"}
 _TIMING_KEYS = {"warmup", "repeats", "time_limit"}
-_FEATURES = ("raw",)
+_PLAIN_FEATURES = {"name": "raw", "l2_normalize": False}  # the default: left out of cell labels
 _NMI_METHODS = ("arithmetic", "geometric", "min", "max")
 _DEVICES = ("auto", "cpu", "cuda")
 _HARNESS_PARAMS = ("n_clusters", "random_state", "device")
@@ -53,7 +54,7 @@ class Cell:
 
     dataset: str
     dataset_params: dict
-    features: str
+    features: dict  # canonical preset spec, see cutbench.datasets.features.canonical_features
     method: str
     method_params: dict
     protocol: dict
@@ -66,13 +67,16 @@ class Cell:
         affinity = self.method_params.get("affinity")
         s = f", s={affinity['n_neighbors']}" if isinstance(affinity, dict) else ""
         train = self.protocol.get("train_size")
-        return (f"{self.dataset} · {self.method}{f' ({params}{s})' if params or s else ''}"
+        features = "" if self.features == _PLAIN_FEATURES else " · " + self.features["name"] + "".join(
+            f", {k}={v}" for k, v in self.features.items() if k != "name")
+        return (f"{self.dataset}{features} · {self.method}{f' ({params}{s})' if params or s else ''}"
                 f"{f' · train={train}' if train else ''} · seed={self.seed} · {self.device}")
 
     def fields(self) -> dict[str, Any]:
         """Flat ``name -> value`` view used to select cells (``--only``)."""
-        out = {"dataset": self.dataset, "features": self.features, "method": self.method, "seed": self.seed,
+        out = {"dataset": self.dataset, "features": self.features["name"], "method": self.method, "seed": self.seed,
                "device": self.device, **{f"protocol.{k}": v for k, v in self.protocol.items()}}
+        out.update({f"features.{k}": v for k, v in self.features.items() if k != "name"})
         out.update({f"dataset.{k}": v for k, v in self.dataset_params.items()})
         for k, v in self.method_params.items():
             if isinstance(v, dict):
@@ -213,10 +217,7 @@ def expand_study(raw: dict, source=None) -> Study:
         if required not in raw:
             raise CutbenchError(f"{source or '<study>'}: the study needs a {required!r} key.")
 
-    features = raw.get("features", "raw")
-    if features not in _FEATURES:
-        raise CutbenchError(f"{_where(source, raw, 'features')}: unknown features {features!r}; "
-                            f"accepted: {', '.join(_FEATURES)}.")
+    features_axis = _expand_features(raw.get("features", "raw"), raw, source)
     devices = _as_axis(raw.get("device", "auto"))
     for device in devices:
         if device not in _DEVICES:
@@ -239,8 +240,8 @@ def expand_study(raw: dict, source=None) -> Study:
     datasets = _expand_datasets(raw["datasets"], source)
     methods = _expand_methods(raw["methods"], source)
     cells = []
-    for (d_name, d_params), affinity, (m_name, m_params, takes_affinity), protocol, seed, device in itertools.product(
-            datasets, affinities, methods, protocols, seeds, devices):
+    for (d_name, d_params), features, affinity, (m_name, m_params, takes_affinity), protocol, seed, device in \
+            itertools.product(datasets, features_axis, affinities, methods, protocols, seeds, devices):
         if not takes_affinity and affinity is not affinities[0]:
             continue  # a method without an affinity is not repeated along the affinity axis
         params = dict(m_params)
@@ -256,6 +257,25 @@ def expand_study(raw: dict, source=None) -> Study:
         raise CutbenchError(f"{source or '<study>'}: the study expands to no cells; give at least one dataset, "
                             "method and seed.")
     return Study(name=str(raw["name"]), description=str(raw.get("description", "")), cells=cells, source=source)
+
+
+def _expand_features(value, raw, source) -> list[dict]:
+    """The canonical feature presets of the study: a preset name or mapping, or a list of them (an axis).
+
+    Within a mapping, a list value is an axis too (``{name: pca, n_components: [50, 100]}``).
+    """
+    from cutbench.datasets import canonical_features
+
+    out = []
+    for entry in _as_axis(_strip(value)):
+        entry = {"name": entry} if isinstance(entry, str) else entry
+        points = _product(entry) if isinstance(entry, dict) else [entry]
+        for point in points:
+            try:
+                out.append(canonical_features(point))
+            except CutbenchError as exc:
+                raise CutbenchError(f"{_where(source, raw, 'features')}: {exc}") from None
+    return out
 
 
 def _expand_protocol(protocol, source) -> list[dict]:

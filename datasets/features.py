@@ -234,6 +234,18 @@ def canonical_features(spec) -> dict:
     return {"name": name, **params}
 
 
+def compact_features(spec) -> dict:
+    """``{"name": ..., **params}`` with only the parameters that differ from the preset's defaults.
+
+    Studies key cells on this form, so the keys of plain-preset cells (``{"name": "raw"}``) are
+    the ones earlier versions stored and a resumed study finds them. A preset default must
+    therefore never change meaning; add a parameter instead.
+    """
+    name, params = _preset_spec(spec)
+    defaults = {**PRESETS[name], "l2_normalize": False}
+    return {"name": name, **{key: value for key, value in params.items() if value != defaults[key]}}
+
+
 def resolve_features(spec, dataset_name: str) -> list[dict]:
     """The resolved steps of preset ``spec`` (see :data:`PRESETS`) for dataset ``dataset_name``.
 
