@@ -42,7 +42,6 @@ _DATASET_KEYS = {"name", "params", "grid"}
 _METHOD_KEYS = {"name", "params", "grid"}
 _PROTOCOL_KEYS = {"train_size", "nmi_average_method"}
 _TIMING_KEYS = {"warmup", "repeats", "time_limit"}
-_PLAIN_FEATURES = {"name": "raw", "l2_normalize": False}  # the default: left out of cell labels
 _NMI_METHODS = ("arithmetic", "geometric", "min", "max")
 _DEVICES = ("auto", "cpu", "cuda")
 _HARNESS_PARAMS = ("n_clusters", "random_state", "device")
@@ -67,8 +66,11 @@ class Cell:
         affinity = self.method_params.get("affinity")
         s = f", s={affinity['n_neighbors']}" if isinstance(affinity, dict) else ""
         train = self.protocol.get("train_size")
-        features = "" if self.features == _PLAIN_FEATURES else " · " + self.features["name"] + "".join(
-            f", {k}={v}" for k, v in self.features.items() if k != "name")
+        from cutbench.datasets import compact_features
+
+        shown = compact_features(self.features)  # parameters at their defaults are left out
+        features = "" if shown == {"name": "raw"} else " · " + ", ".join(
+            [shown.pop("name"), *(f"{k}={v}" for k, v in shown.items())])
         return (f"{self.dataset}{features} · {self.method}{f' ({params}{s})' if params or s else ''}"
                 f"{f' · train={train}' if train else ''} · seed={self.seed} · {self.device}")
 
