@@ -342,8 +342,11 @@ class CNC(ClusteringMethod):
                 totals += torch.stack([loss.detach(), expected_ncut.detach(), balance.detach()])
             mean_loss, mean_ncut, mean_balance = (totals / self.steps_per_epoch).tolist()  # one host sync
             if not math.isfinite(mean_loss):
-                raise CutbenchError(f"CNC training diverged at epoch {epoch + 1} (loss={mean_loss}); lower lr "
-                                    f"(now {self.lr}) or use dtype='float64'.")
+                # Seen when a cluster empties: its expected volume underflows and the gradient ~ 1/Γ
+                # overflows the optimiser's squared-gradient average.
+                raise CutbenchError(f"CNC training diverged at epoch {epoch + 1} (loss={mean_loss}), usually because "
+                                    "a cluster collapsed (its expected volume underflows). Use balance_weight=0.01 "
+                                    f"(reference code), dtype='float64', or a lower lr (now {self.lr}).")
             for key, value in zip(history, (mean_loss, mean_ncut, mean_balance, tau, lr)):
                 history[key].append(value)
             if mean_loss < best_loss:
