@@ -454,3 +454,77 @@ def degrees(W) -> np.ndarray:
 def _check_square(shape) -> None:
     if len(shape) != 2 or shape[0] != shape[1]:
         raise CutbenchError(f"an affinity matrix must be square (n, n); got shape {tuple(shape)}.")
+
+
+def resolve_affinity(value):
+    """Resolve any affinity specification a method accepts: a heat kernel on the features, or a learned one.
+
+    ``Affinity.from_any`` values (an ``Affinity``, a dict of its fields, a preset name) give an
+    ``Affinity``; a :class:`cutbench.siamese.SiameseAffinity`, a dict with ``"kind": "siamese"`` or the
+    name ``"siamese"`` give a ``SiameseAffinity``.
+    """
+    from cutbench.siamese import SIAMESE_KIND, SiameseAffinity  # imported here: siamese builds on this module
+
+    if isinstance(value, SiameseAffinity):
+        return value
+    if isinstance(value, Mapping) and "kind" in value:
+        return SiameseAffinity.from_dict(value)
+    if isinstance(value, str) and value == SIAMESE_KIND:
+        return SiameseAffinity()
+    return Affinity.from_any(value)
+
+
+@dataclass(frozen=True)
+class PreparedAffinity:
+    """An affinity specification made ready on the training data of a method.
+
+    Attributes
+    ----------
+    spec : Affinity or SiameseAffinity
+        The resolved specification (what a method records as ``affinity_``).
+    kernel : Affinity
+        The heat kernel evaluated on ``points``.
+    points : torch.Tensor of shape (n, d')
+        The training points the kernel sees, on the method's device: the features themselves, or their
+        learned embedding.
+    """
+
+    spec: object
+    kernel: Affinity
+    points: torch.Tensor
+
+    def batch(self, index) -> torch.Tensor:
+        """Dense affinity of the training points ``index`` (see :func:`batch_affinity`), on their device."""
+        return batch_affinity(self.points[index], self.kernel)
+
+    def graph(self, *, chunk_size=None) -> sp.csr_matrix:
+        """Full graph of all training points (see :func:`knn_graph`), built on their device."""
+        return knn_graph(self.points, self.kernel, device=self.points.device, chunk_size=chunk_size)
+
+
+def prepare_affinity(value, X, *, device="auto", random_state=None) -> PreparedAffinity:
+    """Resolve ``value`` (see :func:`resolve_affinity`) and make it ready on the training data ``X``.
+
+    This is the one entry point methods use, so every method accepts every kind of affinity. A heat
+    kernel on the features needs no training: ``points`` is ``X`` on ``device``. A learned affinity is
+    fitted on ``X`` (or taken from its in-process memo) and ``points`` is the embedding of ``X``, in the
+    dtype of ``X`` when ``X`` is a floating-point tensor.
+
+    Parameters
+    ----------
+    value : Affinity, SiameseAffinity, dict or str
+    X : array-like or torch.Tensor of shape (n, d)
+    device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, default="auto"
+    random_state : None, int or numpy.random.Generator, default=None
+        Seed of a learned affinity whose specification does not fix one.
+
+    Returns
+    -------
+    PreparedAffinity
+    """
+    spec = resolve_affinity(value)
+    points = _to_torch(X, resolve_device(device))
+    if isinstance(spec, Affinity):
+        return PreparedAffinity(spec, spec, points)
+    embedding = spec.fit(points, device=points.device, random_state=random_state).transform(points)
+    return PreparedAffinity(spec, spec.kernel, embedding.to(points.dtype))

@@ -20,7 +20,7 @@ from sklearn.cluster import KMeans as SklearnKMeans
 
 from cutbench import CutbenchError, CutbenchWarning
 from cutbench._validation import seed_generators
-from cutbench.graph import Affinity, degrees, knn_graph
+from cutbench.graph import degrees, prepare_affinity
 from cutbench.methods.base import Capabilities, ClusteringMethod, as_numpy_labels
 
 EIGEN_SOLVERS = ("auto", "arpack", "lobpcg")
@@ -177,8 +177,8 @@ class Ncut(ClusteringMethod):
     ----------
     n_clusters : int, default=2
         Number of clusters k.
-    affinity : {"knn", "neuncut"}, Affinity or dict, default="knn"
-        Affinity used to build the graph from ``X`` with :func:`cutbench.graph.knn_graph`; ignored
+    affinity : {"knn", "neuncut", "siamese"}, Affinity, SiameseAffinity or dict, default="knn"
+        Affinity used to build the graph from ``X`` with :func:`cutbench.graph.prepare_affinity`; ignored
         when ``fit`` receives ``graph=``.
     n_components : int or None, default=None
         Embedding dimension (number of eigenvectors), at least ``n_clusters`` and below n_samples.
@@ -220,7 +220,7 @@ class Ncut(ClusteringMethod):
         Solver actually used.
     n_components_ : int
         Embedding dimension used.
-    affinity_ : Affinity or None
+    affinity_ : Affinity, SiameseAffinity or None
         Affinity the graph was built with; None for a precomputed graph.
     affinity_graph_stats_ : dict
         ``n_nodes``, ``nnz`` (stored entries of the symmetrised W) and ``n_connected_components``.
@@ -284,8 +284,9 @@ class Ncut(ClusteringMethod):
         rng, torch_generator, seed = seed_generators(self.random_state)
 
         if graph is None:
-            self.affinity_ = Affinity.from_any(self.affinity)
-            W = check_affinity_graph(knn_graph(X, self.affinity_, device=device), n_samples)
+            prepared = prepare_affinity(self.affinity, X, device=device, random_state=seed)
+            self.affinity_ = prepared.spec
+            W = check_affinity_graph(prepared.graph(), n_samples)
         else:
             self.affinity_ = None
             W = check_affinity_graph(graph, n_samples)

@@ -37,7 +37,7 @@ from torch import nn
 
 from cutbench import CutbenchError, CutbenchWarning
 from cutbench._validation import check_batch_size, seed_generators
-from cutbench.graph import Affinity, batch_affinity
+from cutbench.graph import prepare_affinity
 from cutbench.methods.base import Capabilities, ClusteringMethod, as_numpy_labels
 
 ORTH_NORMS = ("fro_over_k", "fro_sq")
@@ -251,12 +251,12 @@ class _NeuralCut(ClusteringMethod):
         n_samples, n_features = X.shape
         batch_size = check_batch_size(self.batch_size, n_samples, self.n_clusters)
         self._check_hyperparameters()
-        affinity = Affinity.from_any(self.affinity)
         device = self._device()
         dtype = _DTYPES[self.dtype]
-        _, generator, _ = seed_generators(self.random_state)
+        _, generator, seed = seed_generators(self.random_state)
 
         X_train = torch.as_tensor(X).to(device=device, dtype=dtype)
+        affinity = prepare_affinity(self.affinity, X_train, device=device, random_state=seed)
         model = build_mlp(n_features, tuple(self.hidden_dims), self.n_clusters, generator=generator,
                           dtype=dtype).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
@@ -269,9 +269,10 @@ class _NeuralCut(ClusteringMethod):
             order = torch.randperm(n_samples, generator=generator).to(device)
             totals = torch.zeros(3, device=device, dtype=dtype)
             for batch in range(n_batches):
-                X_batch = X_train[order[batch * batch_size:(batch + 1) * batch_size]]
+                batch_index = order[batch * batch_size:(batch + 1) * batch_size]
+                X_batch = X_train[batch_index]
                 with torch.no_grad():
-                    W = batch_affinity(X_batch, affinity)
+                    W = affinity.batch(batch_index)
                 P = torch.softmax(model(X_batch), dim=1)
                 loss, trace_term, orth_term = self._batch_loss(P, W)
                 optimizer.zero_grad(set_to_none=True)
@@ -289,7 +290,7 @@ class _NeuralCut(ClusteringMethod):
             history["orth"].append(mean_orth)
 
         self.model_ = model
-        self.affinity_ = affinity
+        self.affinity_ = affinity.spec
         self.n_features_in_ = n_features
         self.history_ = history
         self.n_iter_ = self.epochs
@@ -356,7 +357,8 @@ class NeuNcut(_NeuralCut):
     n_clusters : int, default=2
         Number of clusters ``k`` (the network's output width).
     affinity : str, dict or Affinity, default="neuncut"
-        Per-batch affinity, resolved with ``Affinity.from_any`` in ``fit``. ``"neuncut"`` is the
+        Per-batch affinity, resolved with ``cutbench.graph.prepare_affinity`` in ``fit`` (so a
+        ``SiameseAffinity`` works too). ``"neuncut"`` is the
         reference heat kernel: dense, self-loops, sigma 3 on L2-normalised rows. The reference also
         feeds L2-normalised features to the network; do that in the feature pipeline to reproduce it.
     gamma : float, default=80.0
@@ -392,7 +394,7 @@ class NeuNcut(_NeuralCut):
     ----------
     model_ : torch.nn.Sequential
         The trained network ``g`` (logits; softmax is applied outside), on the fitted device.
-    affinity_ : Affinity
+    affinity_ : Affinity or SiameseAffinity
         The resolved affinity specification.
     labels_ : numpy.ndarray of shape (n_samples,), dtype int64
         Argmax memberships of the training points after training.

@@ -12,6 +12,7 @@ METHODS: dict[str, str] = {
     "ncut": "cutbench.methods.ncut:Ncut",
     "neuncut": "cutbench.methods.neuncut:NeuNcut",
     "neurcut": "cutbench.methods.neuncut:NeuRcut",
+    "spectralnet": "cutbench.methods.spectralnet:SpectralNet",
     "specnet2": "cutbench.methods.specnet2:SpecNet2",
     "cnc": "cutbench.methods.cnc:CNC",
 }
