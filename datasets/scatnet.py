@@ -15,14 +15,16 @@ The PCA that follows in the papers is a separate step (``pca`` with ``center=Fal
 ``"scatnet"`` preset of :data:`cutbench.datasets.features.PRESETS` chains them).
 
 Images go through in batches of :data:`BATCH_SIZE` on the pipeline's device (CUDA when available;
-on the CPU with one torch thread, see ``_one_cpu_thread``),
+on the CPU one process per core, each with one torch thread, see :func:`cpu_workers`),
 with progress reported through :class:`cutbench.datasets.features.Progress`. kymatio is an optional
 dependency (``pip install 'cutbench[scatnet]'``).
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import torch
@@ -46,6 +48,9 @@ N_FEATURES = N_CHANNELS * (IMAGE_SIZE >> J) ** 2
 BATCH_SIZE = 1024
 """Images per batch: large enough to amortise kymatio's per-call work, small enough (about 60 MB of
 intermediate tensors per 1,024 images) for any device. The output does not depend on it."""
+
+MIN_BATCHES_PER_WORKER = 4
+"""A CPU worker process is started only for at least this many batches (see :func:`cpu_workers`)."""
 
 _scattering_modules: dict = {}
 
@@ -88,23 +93,33 @@ def scattering_features(images: torch.Tensor) -> torch.Tensor:
     return normalised.reshape(len(images), N_FEATURES)
 
 
-@contextmanager
-def _one_cpu_thread(device: torch.device):
-    """Run torch's CPU kernels on one thread inside the block (restored afterwards).
+def _scatter_on_one_thread(images: np.ndarray) -> np.ndarray:
+    """(m, h, w) float32 images -> (m, 3472) features, on the CPU with one torch thread.
 
     kymatio issues hundreds of small FFTs and products per batch; splitting each over threads
     gains little, and when the cores are shared the threads wait on each other: on the 2-core
-    test machine under load, 2 threads took 13x longer than 1 (see the issue 3 report).
+    test machine under load, 2 threads took 13x longer than 1 (see the issue 3 report). CPU
+    cores are used by worker processes instead (:func:`cpu_workers`).
     """
-    if device.type != "cpu":
-        yield
-        return
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield
+        with torch.no_grad():
+            return scattering_features(torch.from_numpy(images)).numpy()
     finally:
         torch.set_num_threads(threads)
+
+
+def cpu_workers(n_batches: int) -> int:
+    """Processes for ``n_batches`` CPU batches: one per core, none extra for a few batches.
+
+    A worker costs a few seconds to start (it imports torch), so each gets at least
+    MIN_BATCHES_PER_WORKER batches; a daemonic process (e.g. a multiprocessing.Pool worker)
+    may not start children, so it computes in-process.
+    """
+    if multiprocessing.current_process().daemon:
+        return 1
+    return max(1, min(os.cpu_count() or 1, n_batches // MIN_BATCHES_PER_WORKER))
 
 
 @register_step("scatnet")
@@ -112,7 +127,9 @@ def scatnet(X, meta, *, device):
     """Scattering features (3,472 per image) of a greyscale image dataset; see the module docstring.
 
     Needs ``meta["image_shape"] == (h, w)`` and X holding the images as loaded (one value per
-    pixel), so it must be the first step of a pipeline.
+    pixel), so it must be the first step of a pipeline. On the CPU, batches are spread over
+    :func:`cpu_workers` processes; every batch is computed alike wherever it runs, so the output
+    does not depend on the number of workers.
     """
     shape = tuple(meta.get("image_shape") or ())
     if len(shape) != 2:
@@ -122,13 +139,27 @@ def scatnet(X, meta, *, device):
     if X.shape[1] != shape[0] * shape[1]:
         raise CutbenchError(f"feature step 'scatnet' needs the {shape[0]}x{shape[1]} pixels of each image, but the "
                             f"features have {X.shape[1]} columns; put 'scatnet' first in the pipeline.")
+    starts = range(0, len(X), BATCH_SIZE)
+    batches = (np.ascontiguousarray(X[start:start + BATCH_SIZE], dtype=np.float32).reshape(-1, *shape)
+               for start in starts)
     out = np.empty((len(X), N_FEATURES), dtype=np.float32)
-    progress = Progress(f"scatnet on {device}", len(X))
-    with torch.no_grad(), _one_cpu_thread(device):
-        for start in range(0, len(X), BATCH_SIZE):
-            batch = torch.from_numpy(np.ascontiguousarray(X[start:start + BATCH_SIZE], dtype=np.float32))
-            images = batch.to(device).reshape(-1, *shape)
-            out[start:start + len(batch)] = scattering_features(images).cpu().numpy()
-            progress.update(len(batch))
+    workers = cpu_workers(len(starts)) if device.type == "cpu" else 1
+    progress = Progress(f"scatnet on {device}" + (f" ({workers} processes)" if workers > 1 else ""), len(X))
+    if device.type != "cpu":
+        with torch.no_grad():
+            results = (scattering_features(torch.from_numpy(images).to(device)).cpu().numpy() for images in batches)
+            _collect(results, starts, out, progress)
+    elif workers == 1:
+        _collect(map(_scatter_on_one_thread, batches), starts, out, progress)
+    else:
+        # spawn, not fork: a forked child would inherit torch's thread pools in an undefined state.
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            _collect(pool.map(_scatter_on_one_thread, batches), starts, out, progress)
     progress.close()
     return out
+
+
+def _collect(results, starts, out: np.ndarray, progress: Progress) -> None:
+    for start, features in zip(starts, results):
+        out[start:start + len(features)] = features
+        progress.update(len(features))

@@ -33,6 +33,15 @@ def image_dataset(n=6, seed=0, size=28):
     return Dataset(X=X, y=y, meta=meta)
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: on a shared 2-core machine, torch's thread pool costs more than it saves."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # --------------------------------------------------------------------------- steps
 
 
@@ -199,7 +208,16 @@ def test_scatnet_gives_3472_normalised_deterministic_features(monkeypatch):
     assert "image_shape" not in compute_features(data, ["scatnet"], cache=False).meta
 
 
-def test_scatnet_order_zero_channel_is_a_positive_low_pass_of_the_image():
+@pytest.mark.slow  # starts two Python processes: about 5 s idle, 20 s on the shared 2-core machine
+def test_scatnet_output_does_not_depend_on_worker_processes(monkeypatch):
+    data = image_dataset(9)
+    monkeypatch.setattr(scatnet, "BATCH_SIZE", 2)
+    in_process = compute_features(data, ["scatnet"], cache=False, device="cpu").X
+    monkeypatch.setattr(scatnet, "cpu_workers", lambda n_batches: 2)
+    np.testing.assert_array_equal(compute_features(data, ["scatnet"], cache=False, device="cpu").X, in_process)
+
+
+def test_scatnet_order_zero_channel_is_a_positive_low_pass_of_the_image(one_thread):
     data = image_dataset(2)
     coefficients = scatnet._scattering(torch.device("cpu"))(
         scatnet.resize_like_pil(torch.from_numpy(data.X.reshape(2, 28, 28))))
@@ -226,15 +244,6 @@ def test_scatnet_preset_chains_scattering_and_uncentred_pca(tmp_path):
 
 
 # --------------------------------------------------------------------------- autoencoder
-
-
-@pytest.fixture
-def one_thread():
-    """Tiny networks: on a shared 2-core machine, torch's thread pool costs more than it saves."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_autoencoder_features_are_seeded_and_keyed_by_seed(tmp_path, one_thread):
