@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from cutbench import CutbenchError
-from cutbench.graph import Affinity
+from cutbench.graph import Affinity, resolve_affinity
 from cutbench.methods.registry import get_method, make_method
 
 _STUDY_KEYS = {"name", "description", "datasets", "features", "affinity", "methods", "protocol", "seeds",
@@ -62,16 +62,18 @@ class Cell:
     timing: dict = field(default_factory=lambda: {"warmup": 1, "repeats": 1, "time_limit": None})
 
     def label(self) -> str:
-        params = ", ".join(f"{k}={v}" for k, v in self.method_params.items() if k != "affinity")
+        parts = [f"{k}={v}" for k, v in self.method_params.items() if k != "affinity"]
         affinity = self.method_params.get("affinity")
-        s = f", s={affinity['n_neighbors']}" if isinstance(affinity, dict) else ""
+        if isinstance(affinity, dict):
+            parts.append(f"affinity={affinity['kind']}" if "kind" in affinity else f"s={affinity['n_neighbors']}")
+        params = ", ".join(parts)
         train = self.protocol.get("train_size")
         from cutbench.datasets import compact_features
 
         shown = compact_features(self.features)  # parameters at their defaults are left out
         features = "" if shown == {"name": "raw"} else " · " + ", ".join(
             [shown.pop("name"), *(f"{k}={v}" for k, v in shown.items())])
-        return (f"{self.dataset}{features} · {self.method}{f' ({params}{s})' if params or s else ''}"
+        return (f"{self.dataset}{features} · {self.method}{f' ({params})' if params else ''}"
                 f"{f' · train={train}' if train else ''} · seed={self.seed} · {self.device}")
 
     def fields(self) -> dict[str, Any]:
@@ -249,8 +251,8 @@ def expand_study(raw: dict, source=None) -> Study:
         params = dict(m_params)
         if takes_affinity:
             given = params.get("affinity")
-            if isinstance(given, str):  # a preset name: recorded as the fields it stands for
-                params["affinity"] = Affinity.from_any(given).to_dict()
+            if isinstance(given, str) or _is_learned(given):  # recorded as the fields it stands for
+                params["affinity"] = resolve_affinity(given).to_dict()
             elif affinity is not None or given is not None:  # method fields override the study's
                 params["affinity"] = Affinity.from_any({**(affinity or {}), **(given or {})}).to_dict()
         cells.append(Cell(dataset=d_name, dataset_params=d_params, features=features, method=m_name,
@@ -347,6 +349,11 @@ def _grid(entry, source) -> list[dict]:
     return combos
 
 
+def _is_learned(affinity) -> bool:
+    """A learned affinity (e.g. ``{kind: siamese, ...}``) is whole in itself: study heat-kernel fields do not apply."""
+    return isinstance(affinity, dict) and "kind" in affinity
+
+
 def _expand_methods(entries, source) -> list[tuple[str, dict, bool]]:
     if not isinstance(entries, list) or not entries:
         raise CutbenchError(f"{source or '<study>'}: methods must be a non-empty list.")
@@ -367,7 +374,7 @@ def _expand_methods(entries, source) -> list[tuple[str, dict, bool]]:
             try:
                 make_method(name, **params)
                 if "affinity" in params:
-                    Affinity.from_any(params["affinity"])
+                    resolve_affinity(params["affinity"])
             except CutbenchError as exc:
                 raise CutbenchError(f"{_where(source, entry, 'name')}: {exc}") from None
             out.append((name, params, takes_affinity))

@@ -53,7 +53,7 @@ def test_dry_run_lists_cells(tmp_path, capsys):
     (tmp_path / "tiny.yaml").write_text(TINY)
     assert main(["run", str(tmp_path / "tiny.yaml"), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "4 cells" in out and "double_rings · ncut · seed=1" in out
+    assert "4 cells" in out and "double_rings · ncut (s=8) · train=150 · seed=1" in out
     assert not (tmp_path / "results").exists()
 
 

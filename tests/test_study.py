@@ -218,3 +218,33 @@ def test_warnings_are_kept_with_the_record():
     record, _ = run_cell(expand_study(raw).cells[0], DatasetCache(), "w")
     assert record["status"] == "ok"
     assert any("connected components" in w for w in record["warnings"])
+
+
+def test_learned_affinity_is_trained_in_its_own_timed_stage(tmp_path):
+    study = load_study(write(tmp_path, """
+        name: siamese
+        datasets:
+          - name: blobs
+            params: {n: 300, n_clusters: 3}
+        methods:
+          - name: ncut
+            params:
+              affinity: {kind: siamese, hidden_dims: [32, 16], embedding_dim: 4, epochs: 2}
+          - name: neuncut
+            params:
+              batch_size: 100
+              epochs: 2
+              hidden_dims: [16]
+              affinity: {kind: siamese, hidden_dims: [32, 16], embedding_dim: 4, epochs: 2}
+        seeds: [0]
+        device: cpu
+        timing: {warmup: 1, repeats: 2}
+        """))
+    assert "affinity=siamese" in study.cells[0].label()
+    store = ResultStore(tmp_path / "out")
+    assert run_study(study, store, progress=lambda _: None)["ok"] == 2
+    for record in store.records():
+        affinity = record["timings"]["affinity"]
+        # trained once: no warm-up run and one measured run, which is also the cold time
+        assert len(affinity["runs"]) == 1 and affinity["cold_seconds"] == affinity["seconds"]
+        assert record["config"]["method"]["params"]["affinity"]["kind"] == "siamese"
