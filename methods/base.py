@@ -83,6 +83,47 @@ class ClusteringMethod(ClusterMixin, BaseEstimator):
         return self.fit(X, **fit_params).labels_
 
 
+def forward_in_chunks(model, X, chunk_size, transform=None, *, to_cpu=True) -> torch.Tensor:
+    """Run ``model`` over the rows of ``X`` in chunks, without autograd, and concatenate the outputs.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A fitted network; its first parameter decides the device and dtype the input is cast to.
+    X : array-like or torch.Tensor of shape (n_samples, n_features)
+        Rows to run through ``model``, on any device (each chunk is moved on its own).
+    chunk_size : int
+        Rows per forward pass (the methods' ``predict_batch_size``).
+    transform : callable, optional
+        Applied to the output of each chunk on the model's device, e.g. ``argmax`` or a
+        projection, so that only its (usually smaller) result is kept and moved.
+    to_cpu : bool, default=True
+        Move each chunk's result to the CPU. ``False`` keeps the result on the model's device for
+        further device-side work.
+
+    Returns
+    -------
+    torch.Tensor
+        The per-chunk results concatenated along the first axis; an ordinary tensor without
+        autograd history, so it may be updated in place.
+    """
+    parameter = next(model.parameters())
+    outputs = []
+    with torch.inference_mode():
+        for start in range(0, X.shape[0], chunk_size):
+            # Chunking bounds the device memory of a forward pass over many points, and moving one
+            # chunk at a time means X itself (e.g. a large numpy array) never has to fit there.
+            chunk = torch.as_tensor(X[start:start + chunk_size])
+            output = model(chunk.to(device=parameter.device, dtype=parameter.dtype))
+            if transform is not None:
+                output = transform(output)
+            # Off the device as soon as computed: the device then holds one chunk's output at a time.
+            outputs.append(output.cpu() if to_cpu else output)
+    # Concatenated outside inference mode: the result is then an ordinary tensor, which callers
+    # may update in place (SpecNet2's output cache), unlike the inference tensors above.
+    return torch.cat(outputs)
+
+
 def as_numpy_labels(labels) -> np.ndarray:
     """Labels as an int64 numpy vector, whatever the device they were computed on."""
     if isinstance(labels, torch.Tensor):

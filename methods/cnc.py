@@ -21,10 +21,9 @@ import torch
 from torch import nn
 
 from cutbench import CutbenchError, CutbenchWarning
-from cutbench._validation import check_batch_size, seed_generators
+from cutbench._validation import check_batch_size, check_hidden_dims, check_number, seed_generators
 from cutbench.graph import Affinity, batch_affinity
-from cutbench.methods.base import Capabilities, ClusteringMethod, as_numpy_labels
-from cutbench.methods.neuncut import _require_number
+from cutbench.methods.base import Capabilities, ClusteringMethod, as_numpy_labels, forward_in_chunks
 
 OPTIMIZERS = ("adam", "rmsprop")
 """``"adam"``: the paper (§5.7). ``"rmsprop"``: the reference code (TF1 RMSProp, decay 0.9, epsilon 1e-10)."""
@@ -267,26 +266,21 @@ class CNC(ClusteringMethod):
                                 f"code); got {self.optimizer!r}.")
         if self.dtype not in _DTYPES:
             raise CutbenchError(f"dtype must be one of {tuple(_DTYPES)}; got {self.dtype!r}.")
-        _require_number("lr", self.lr, minimum=0, strict=True)
-        _require_number("lr_drop", self.lr_drop, minimum=0, strict=True)
+        check_number("lr", self.lr, minimum=0, strict=True)
+        check_number("lr_drop", self.lr_drop, minimum=0, strict=True)
         if self.lr_drop >= 1:
             raise CutbenchError(f"lr_drop must be in (0, 1); got {self.lr_drop!r}.")
-        _require_number("patience", self.patience, minimum=0, integer=True)
-        _require_number("steps_per_epoch", self.steps_per_epoch, minimum=1, integer=True)
-        _require_number("epochs", self.epochs, minimum=1, integer=True)
-        _require_number("tau_min", self.tau_min, minimum=0, strict=True)
-        _require_number("tau_start", self.tau_start, minimum=self.tau_min,
-                        hint=" The temperature starts at or above its floor tau_min.")
-        _require_number("tau_decay", self.tau_decay, minimum=0)
-        _require_number("balance_weight", self.balance_weight, minimum=0,
-                        hint=" Use 0 (paper) or 0.01 (reference code).")
-        _require_number("predict_batch_size", self.predict_batch_size, minimum=1, integer=True)
-        hidden_ok = isinstance(self.hidden_dims, (tuple, list)) and all(
-            isinstance(width, (int, np.integer)) and not isinstance(width, bool) and width >= 1
-            for width in self.hidden_dims)
-        if not hidden_ok:
-            raise CutbenchError(f"hidden_dims must be a tuple of positive integers, e.g. (512, 512); "
-                                f"got {self.hidden_dims!r}.")
+        check_number("patience", self.patience, minimum=0, integer=True)
+        check_number("steps_per_epoch", self.steps_per_epoch, minimum=1, integer=True)
+        check_number("epochs", self.epochs, minimum=1, integer=True)
+        check_number("tau_min", self.tau_min, minimum=0, strict=True)
+        check_number("tau_start", self.tau_start, minimum=self.tau_min,
+                     hint=" The temperature starts at or above its floor tau_min.")
+        check_number("tau_decay", self.tau_decay, minimum=0)
+        check_number("balance_weight", self.balance_weight, minimum=0,
+                     hint=" Use 0 (paper) or 0.01 (reference code).")
+        check_number("predict_batch_size", self.predict_batch_size, minimum=1, integer=True)
+        check_hidden_dims(self.hidden_dims)
         return batch_size
 
     def _make_optimizer(self, parameters):
@@ -366,23 +360,14 @@ class CNC(ClusteringMethod):
         self.n_features_in_ = n_features
         self.history_ = history
         self.n_iter_ = len(history["loss"])
-        self.labels_ = as_numpy_labels(self._map_batches(X_train, lambda logits: logits.argmax(dim=1)))
+        self.labels_ = as_numpy_labels(forward_in_chunks(self.model_, X_train, self.predict_batch_size,
+                                                         lambda logits: logits.argmax(dim=1)))
         n_used = len(np.unique(self.labels_))
         if n_used < self.n_clusters:
             warnings.warn(f"CNC used only {n_used} of {self.n_clusters} clusters on the training data (a collapsed "
                           "solution); try balance_weight=0.01 (reference code) or a larger batch_size.",
                           CutbenchWarning, stacklevel=2)
         return self
-
-    def _map_batches(self, X, transform):
-        """``transform(logits)`` over ``X`` in chunks of ``predict_batch_size``, on the fitted device."""
-        parameter = next(self.model_.parameters())
-        outputs = []
-        with torch.inference_mode():
-            for start in range(0, X.shape[0], self.predict_batch_size):
-                chunk = torch.as_tensor(X[start:start + self.predict_batch_size])
-                outputs.append(transform(self.model_(chunk.to(device=parameter.device, dtype=parameter.dtype))))
-        return torch.cat(outputs).cpu()
 
     def predict(self, X):
         """Deterministic assignment ``argmax F(X)`` (no Gumbel noise, unlike the reference code).
@@ -397,7 +382,8 @@ class CNC(ClusteringMethod):
         labels : numpy.ndarray of shape (n_samples,), dtype int64
         """
         X = self._validate_predict_input(X)
-        return as_numpy_labels(self._map_batches(X, lambda logits: logits.argmax(dim=1)))
+        return as_numpy_labels(forward_in_chunks(self.model_, X, self.predict_batch_size,
+                                                 lambda logits: logits.argmax(dim=1)))
 
     def predict_proba(self, X):
         """Noise-free memberships ``softmax(F(X) / tau_)``.
@@ -411,7 +397,8 @@ class CNC(ClusteringMethod):
         proba : numpy.ndarray of shape (n_samples, n_clusters)
         """
         X = self._validate_predict_input(X)
-        return self._map_batches(X, lambda logits: torch.softmax(logits / self.tau_, dim=1)).numpy()
+        return forward_in_chunks(self.model_, X, self.predict_batch_size,
+                                 lambda logits: torch.softmax(logits / self.tau_, dim=1)).numpy()
 
 
 __all__ = ["CNC", "expected_ncut_loss", "balance_penalty", "gumbel_softmax", "temperature_schedule",

@@ -27,7 +27,6 @@ estimate) versus ``True`` (paper's EM reading: the estimate is a constant in eac
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from typing import ClassVar
 
@@ -36,9 +35,9 @@ import torch
 from torch import nn
 
 from cutbench import CutbenchError, CutbenchWarning
-from cutbench._validation import check_batch_size, seed_generators
+from cutbench._validation import check_batch_size, check_hidden_dims, check_number, seed_generators
 from cutbench.graph import prepare_affinity
-from cutbench.methods.base import Capabilities, ClusteringMethod, as_numpy_labels
+from cutbench.methods.base import Capabilities, ClusteringMethod, as_numpy_labels, forward_in_chunks
 
 ORTH_NORMS = ("fro_over_k", "fro_sq")
 """Accepted ``orth_norm`` values: reference code (``‖·‖_F / k``) and paper (``‖·‖²_F``)."""
@@ -175,16 +174,6 @@ def build_mlp(n_features, hidden_dims, n_clusters, *, generator, dtype=torch.flo
 # --------------------------------------------------------------------------------------------
 # Estimators
 # --------------------------------------------------------------------------------------------
-def _require_number(name, value, *, minimum, strict=False, integer=False, hint=""):
-    kind = numbers.Integral if integer else numbers.Real
-    ok = isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > minimum if strict else value >= minimum)
-    if not ok:
-        what = "an integer" if integer else "a finite number"
-        relation = ">" if strict else ">="
-        raise CutbenchError(f"{name} must be {what} {relation} {minimum}; got {value!r}.{hint}")
-
-
 class _NeuralCut(ClusteringMethod):
     """Shared estimator for NeuNcut and NeuRcut; subclasses define the per-batch loss."""
 
@@ -214,11 +203,11 @@ class _NeuralCut(ClusteringMethod):
         raise NotImplementedError
 
     def _check_hyperparameters(self):
-        _require_number("gamma", self.gamma, minimum=0)
-        _require_number("lr", self.lr, minimum=0, strict=True)
-        _require_number("weight_decay", self.weight_decay, minimum=0)
-        _require_number("epochs", self.epochs, minimum=1, integer=True)
-        _require_number("predict_batch_size", self.predict_batch_size, minimum=1, integer=True)
+        check_number("gamma", self.gamma, minimum=0)
+        check_number("lr", self.lr, minimum=0, strict=True)
+        check_number("weight_decay", self.weight_decay, minimum=0)
+        check_number("epochs", self.epochs, minimum=1, integer=True)
+        check_number("predict_batch_size", self.predict_batch_size, minimum=1, integer=True)
         if self.orth_norm not in ORTH_NORMS:
             raise CutbenchError(f"orth_norm must be one of {ORTH_NORMS} ('fro_over_k': reference code, "
                                 f"'fro_sq': paper); got {self.orth_norm!r}.")
@@ -226,12 +215,7 @@ class _NeuralCut(ClusteringMethod):
             raise CutbenchError(f"dtype must be one of {tuple(_DTYPES)}; got {self.dtype!r}.")
         if not isinstance(self.detach_volume, bool):
             raise CutbenchError(f"detach_volume must be True or False; got {self.detach_volume!r}.")
-        hidden_ok = isinstance(self.hidden_dims, (tuple, list)) and all(
-            isinstance(width, numbers.Integral) and not isinstance(width, bool) and width >= 1
-            for width in self.hidden_dims)
-        if not hidden_ok:
-            raise CutbenchError(f"hidden_dims must be a tuple of positive integers, e.g. (512, 512); "
-                                f"got {self.hidden_dims!r}.")
+        check_hidden_dims(self.hidden_dims)
 
     def fit(self, X, y=None):
         """Train the network on ``X`` and label it.
@@ -294,24 +278,14 @@ class _NeuralCut(ClusteringMethod):
         self.n_features_in_ = n_features
         self.history_ = history
         self.n_iter_ = self.epochs
-        self.labels_ = as_numpy_labels(self._map_batches(X_train, lambda logits: logits.argmax(dim=1)))
+        self.labels_ = as_numpy_labels(forward_in_chunks(self.model_, X_train, self.predict_batch_size,
+                                                         lambda logits: logits.argmax(dim=1)))
         n_used = len(np.unique(self.labels_))
         if n_used < self.n_clusters:
             warnings.warn(f"{type(self).__name__} used only {n_used} of {self.n_clusters} clusters on the "
                           f"training data (a collapsed solution); increase gamma (now {self.gamma}).",
                           CutbenchWarning, stacklevel=2)
         return self
-
-    def _map_batches(self, X, transform):
-        """``transform(logits)`` over ``X`` in chunks of ``predict_batch_size``, on the fitted device."""
-        parameter = next(self.model_.parameters())
-        outputs = []
-        with torch.inference_mode():
-            for start in range(0, X.shape[0], self.predict_batch_size):
-                chunk = torch.as_tensor(X[start:start + self.predict_batch_size])
-                chunk = chunk.to(device=parameter.device, dtype=parameter.dtype)
-                outputs.append(transform(self.model_(chunk)))
-        return torch.cat(outputs).cpu()
 
     def predict(self, X):
         """Assign each row of ``X`` to the cluster with the largest network output.
@@ -326,7 +300,8 @@ class _NeuralCut(ClusteringMethod):
         labels : numpy.ndarray of shape (n_samples,), dtype int64
         """
         X = self._validate_predict_input(X)
-        return as_numpy_labels(self._map_batches(X, lambda logits: logits.argmax(dim=1)))
+        return as_numpy_labels(forward_in_chunks(self.model_, X, self.predict_batch_size,
+                                                 lambda logits: logits.argmax(dim=1)))
 
     def predict_proba(self, X):
         """Soft cluster memberships ``softmax(g(X))``.
@@ -341,7 +316,8 @@ class _NeuralCut(ClusteringMethod):
             Rows sum to one; dtype follows the ``dtype`` parameter.
         """
         X = self._validate_predict_input(X)
-        return self._map_batches(X, lambda logits: torch.softmax(logits, dim=1)).numpy()
+        return forward_in_chunks(self.model_, X, self.predict_batch_size,
+                                 lambda logits: torch.softmax(logits, dim=1)).numpy()
 
 
 class NeuNcut(_NeuralCut):

@@ -28,11 +28,10 @@ from sklearn.cluster import KMeans as SklearnKMeans
 from torch import nn
 
 from cutbench import CutbenchError
-from cutbench._validation import check_batch_size, seed_generators
+from cutbench._validation import check_batch_size, check_hidden_dims, check_number, seed_generators
 from cutbench.graph import Affinity, batch_affinity, knn_graph
-from cutbench.methods.base import Capabilities, ClusteringMethod, as_numpy_labels
+from cutbench.methods.base import Capabilities, ClusteringMethod, as_numpy_labels, forward_in_chunks
 from cutbench.methods.ncut import check_affinity_graph
-from cutbench.methods.neuncut import _require_number
 
 VARIANTS = ("neighbor", "local")
 """Gradient variants: exact graph rows with a cache of all outputs, or the batch subgraph only."""
@@ -309,16 +308,11 @@ class SpecNet2(ClusteringMethod):
                                 f"graph, as the reference; 'batch': a batch kNN graph); got {self.local_graph!r}.")
         if self.dtype not in _DTYPES:
             raise CutbenchError(f"dtype must be one of {tuple(_DTYPES)}; got {self.dtype!r}.")
-        _require_number("lr", self.lr, minimum=0, strict=True)
-        _require_number("epochs", self.epochs, minimum=1, integer=True)
-        _require_number("n_init", self.n_init, minimum=1, integer=True)
-        _require_number("predict_batch_size", self.predict_batch_size, minimum=1, integer=True)
-        hidden_ok = isinstance(self.hidden_dims, (tuple, list)) and all(
-            isinstance(width, (int, np.integer)) and not isinstance(width, bool) and width >= 1
-            for width in self.hidden_dims)
-        if not hidden_ok:
-            raise CutbenchError(f"hidden_dims must be a tuple of positive integers, e.g. (256, 256); "
-                                f"got {self.hidden_dims!r}.")
+        check_number("lr", self.lr, minimum=0, strict=True)
+        check_number("epochs", self.epochs, minimum=1, integer=True)
+        check_number("n_init", self.n_init, minimum=1, integer=True)
+        check_number("predict_batch_size", self.predict_batch_size, minimum=1, integer=True)
+        check_hidden_dims(self.hidden_dims, example=(256, 256))
         n_components = self.n_clusters - 1 if self.n_components is None else self.n_components
         if isinstance(n_components, bool) or not isinstance(n_components, (int, np.integer)) \
                 or not 1 <= n_components < n_samples:
@@ -329,8 +323,8 @@ class SpecNet2(ClusteringMethod):
         else:
             # Only the gradient rows are batched: the forwarded neighbourhood holds far more points,
             # so batches smaller than n_clusters are valid (the reference MNIST runs use 2-8 for 10).
-            _require_number("batch_size", self.batch_size, minimum=1, integer=True,
-                            hint=" The neighbor variant accepts any batch size from 1 to n.")
+            check_number("batch_size", self.batch_size, minimum=1, integer=True,
+                         hint=" The neighbor variant accepts any batch size from 1 to n.")
             if self.batch_size > n_samples:
                 raise CutbenchError(f"batch_size={self.batch_size} exceeds the number of training samples "
                                     f"n={n_samples}; use batch_size <= {n_samples}.")
@@ -418,8 +412,7 @@ class SpecNet2(ClusteringMethod):
     def _train_neighbor(self, model, optimizer, X, graph: _DeviceGraph, batch_size, generator):
         n = graph.n
         degrees = graph.degrees
-        with torch.no_grad():
-            cache = self._forward_all(model, X)
+        cache = forward_in_chunks(model, X, self.predict_batch_size, to_cpu=False)
         history = {"loss": []}
         for epoch in range(self.epochs):
             # Exact sums from the cache once per epoch; incremental updates in between.
@@ -493,7 +486,7 @@ class SpecNet2(ClusteringMethod):
 
     def _rayleigh_ritz(self, X, graph: _DeviceGraph):
         """Rotate the outputs onto Ritz vectors of ``(W, D)`` in their span (reference post-processing)."""
-        Y = self._forward_all(self.model_, X).to(torch.float64)
+        Y = forward_in_chunks(self.model_, X, self.predict_batch_size, to_cpu=False).to(torch.float64)
         WY = graph.matmul(Y)
         YWY = (Y.T @ WY).cpu().numpy()
         YDY = (Y.T @ (graph.degrees.to(torch.float64)[:, None] * Y)).cpu().numpy()
@@ -508,16 +501,6 @@ class SpecNet2(ClusteringMethod):
         self.rotation_ = vectors[:, order] * graph.n
         self.embedding_ = Y.cpu().numpy() @ self.rotation_
 
-    def _forward_all(self, model, X) -> torch.Tensor:
-        """Network outputs of all rows of ``X`` in chunks, without autograd, on the fitted device."""
-        parameter = next(model.parameters())
-        outputs = []
-        with torch.no_grad():
-            for start in range(0, X.shape[0], self.predict_batch_size):
-                chunk = torch.as_tensor(X[start:start + self.predict_batch_size])
-                outputs.append(model(chunk.to(device=parameter.device, dtype=parameter.dtype)))
-        return torch.cat(outputs)
-
     # -- inference --------------------------------------------------------------------------------
     def transform(self, X):
         """Rotated embedding ``model_(X) @ rotation_`` of any points.
@@ -531,7 +514,8 @@ class SpecNet2(ClusteringMethod):
         numpy.ndarray of shape (n_samples, n_components_), float64
         """
         X = self._validate_predict_input(X)
-        return self._forward_all(self.model_, X).to(torch.float64).cpu().numpy() @ self.rotation_
+        embedding = forward_in_chunks(self.model_, X, self.predict_batch_size, lambda Y: Y.to(torch.float64))
+        return embedding.numpy() @ self.rotation_
 
     def predict(self, X):
         """Assign each row of ``X`` to the nearest k-means centre of its rotated embedding.

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from typing import ClassVar
 
 import numpy as np
@@ -49,9 +48,9 @@ import torch
 from sklearn.cluster import KMeans as SklearnKMeans
 
 from cutbench import CutbenchError
-from cutbench._validation import check_batch_size, seed_generators
+from cutbench._validation import check_batch_size, check_hidden_dims, check_number, seed_generators
 from cutbench.graph import Affinity, l2_normalize_rows, pairwise_sq_dists, prepare_affinity
-from cutbench.methods.base import Capabilities, ClusteringMethod, as_numpy_labels
+from cutbench.methods.base import Capabilities, ClusteringMethod, as_numpy_labels, forward_in_chunks
 from cutbench.siamese import ACTIVATIONS, SiameseAffinity, seeded_mlp
 
 SCALES = ("global_median", "local_median", "affinity")
@@ -253,14 +252,6 @@ def _check_choice(name, value, choices):
         raise CutbenchError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}.")
 
 
-def _check_int(name, value, minimum, *, allow_none=False):
-    if allow_none and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        extra = " or None" if allow_none else ""
-        raise CutbenchError(f"{name} must be an integer >= {minimum}{extra}; got {value!r}.")
-
-
 class SpectralNet(ClusteringMethod):
     """SpectralNet: tanh network + orthonormalisation layer trained on batch Laplacians, then k-means.
 
@@ -364,20 +355,16 @@ class SpectralNet(ClusteringMethod):
         _check_choice("orthonorm", self.orthonorm, ORTHONORMS)
         _check_choice("orth_grad", self.orth_grad, ORTH_GRADS)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        lr_ok = isinstance(self.lr, numbers.Real) and not isinstance(self.lr, bool) and math.isfinite(self.lr)
-        if not (lr_ok and self.lr > 0):
-            raise CutbenchError(f"lr must be a finite number > 0; got {self.lr!r}.")
-        _check_int("scale_neighbor", self.scale_neighbor, 2)
-        _check_int("epochs", self.epochs, 1)
-        _check_int("steps_per_epoch", self.steps_per_epoch, 1, allow_none=True)
-        _check_int("patience", self.patience, 1)
-        _check_int("n_init", self.n_init, 1)
-        _check_int("predict_batch_size", self.predict_batch_size, 1)
-        hidden_ok = isinstance(self.hidden_dims, (tuple, list)) and all(
-            isinstance(w, numbers.Integral) and not isinstance(w, bool) and w >= 1 for w in self.hidden_dims)
-        if not hidden_ok:
-            raise CutbenchError(f"hidden_dims must be a tuple of positive integers, e.g. (1024, 1024, 512); "
-                                f"got {self.hidden_dims!r}.")
+        check_number("lr", self.lr, minimum=0, strict=True)
+        check_number("scale_neighbor", self.scale_neighbor, minimum=2, integer=True)
+        check_number("epochs", self.epochs, minimum=1, integer=True)
+        if self.steps_per_epoch is not None:
+            check_number("steps_per_epoch", self.steps_per_epoch, minimum=1, integer=True,
+                         hint=" Or None: one pass over the data per epoch.")
+        check_number("patience", self.patience, minimum=1, integer=True)
+        check_number("n_init", self.n_init, minimum=1, integer=True)
+        check_number("predict_batch_size", self.predict_batch_size, minimum=1, integer=True)
+        check_hidden_dims(self.hidden_dims, example=(1024, 1024, 512))
 
     def _check_kernel(self, kernel: Affinity, batch_size: int):
         if kernel.n_neighbors is not None and kernel.n_neighbors >= batch_size:
@@ -491,13 +478,9 @@ class SpectralNet(ClusteringMethod):
 
     def _embed(self, X) -> np.ndarray:
         """``f(X) A`` in chunks of ``predict_batch_size`` on the fitted device, as float64 numpy."""
-        parameter = next(self.model_.parameters())
-        outputs = []
-        with torch.inference_mode():
-            for start in range(0, X.shape[0], self.predict_batch_size):
-                chunk = torch.as_tensor(X[start:start + self.predict_batch_size]).to(parameter.device, parameter.dtype)
-                outputs.append((self.model_(chunk).to(torch.float64) @ self.orthonorm_weights_).cpu())
-        return torch.cat(outputs).numpy()
+        embedding = forward_in_chunks(self.model_, X, self.predict_batch_size,
+                                      lambda Y: Y.to(torch.float64) @ self.orthonorm_weights_)
+        return embedding.numpy()
 
     def transform(self, X):
         """Spectral embedding ``f(X) A`` of any points, with the stored orthonormalisation.

@@ -14,7 +14,6 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from sklearn.base import clone
 from sklearn.datasets import make_blobs
-from threadpoolctl import threadpool_limits
 
 from cutbench import CutbenchError
 from cutbench.graph import Affinity, knn_graph
@@ -28,15 +27,7 @@ SELF_LOOPS = Affinity(self_loops=True)
 FAST = dict(hidden_dims=(64,), lr=1e-3, batch_size=32, epochs=10, device="cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The test problems are tiny: extra threads (torch, BLAS, OpenMP in k-means) only add
-    synchronisation, which on a busy 2-core machine made these tests up to 50x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 def hungarian_accuracy(y_true, y_pred):
