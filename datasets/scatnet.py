@@ -113,11 +113,15 @@ def _scatter_on_one_thread(images: np.ndarray) -> np.ndarray:
 def cpu_workers(n_batches: int) -> int:
     """Processes for ``n_batches`` CPU batches: one per core, none extra for a few batches.
 
-    A worker costs a few seconds to start (it imports torch), so each gets at least
-    MIN_BATCHES_PER_WORKER batches; a daemonic process (e.g. a multiprocessing.Pool worker)
-    may not start children, so it computes in-process.
+    Starting a worker and shipping batches to it has a cost, so each gets at least
+    MIN_BATCHES_PER_WORKER batches. A daemonic process (e.g. a multiprocessing.Pool worker) may
+    not start children, and platforms without ``fork`` (Windows) get no workers: both compute
+    in-process.
     """
-    if multiprocessing.current_process().daemon:
+    # fork, because spawn and forkserver re-run the caller's main script in every child, which
+    # breaks any script that computes features outside an ``if __name__ == "__main__"`` guard. A
+    # forked child runs single-threaded torch CPU code only, for which fork is safe.
+    if multiprocessing.current_process().daemon or "fork" not in multiprocessing.get_all_start_methods():
         return 1
     return max(1, min(os.cpu_count() or 1, n_batches // MIN_BATCHES_PER_WORKER))
 
@@ -152,8 +156,7 @@ def scatnet(X, meta, *, device):
     elif workers == 1:
         _collect(map(_scatter_on_one_thread, batches), starts, out, progress)
     else:
-        # spawn, not fork: a forked child would inherit torch's thread pools in an undefined state.
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
             _collect(pool.map(_scatter_on_one_thread, batches), starts, out, progress)
     progress.close()
     return out

@@ -208,7 +208,6 @@ def test_scatnet_gives_3472_normalised_deterministic_features(monkeypatch):
     assert "image_shape" not in compute_features(data, ["scatnet"], cache=False).meta
 
 
-@pytest.mark.slow  # starts two Python processes: about 5 s idle, 20 s on the shared 2-core machine
 def test_scatnet_output_does_not_depend_on_worker_processes(monkeypatch):
     data = image_dataset(9)
     monkeypatch.setattr(scatnet, "BATCH_SIZE", 2)
