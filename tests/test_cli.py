@@ -7,7 +7,7 @@ import textwrap
 import pandas as pd
 import pytest
 
-from cutbench.cli import main
+from cutbench.cli import builtin_studies, main
 
 TINY = textwrap.dedent("""
     name: cli-tiny
@@ -61,6 +61,12 @@ def test_quick_study_is_built_in_and_valid(capsys):
     assert main(["run", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "36 cells" in out and "neuncut" in out and "digits" in out
+
+
+@pytest.mark.parametrize("name", sorted(builtin_studies()))
+def test_every_built_in_study_is_valid(name, capsys):
+    assert main(["run", name, "--dry-run"]) == 0
+    assert " cells" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv, message", [
