@@ -26,7 +26,6 @@ estimate) versus ``True`` (paper's EM reading: the estimate is a constant in eac
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import ClassVar
 
@@ -246,9 +245,12 @@ class _NeuralCut(ClusteringMethod):
         optimizer = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.epochs, eta_min=0)
         n_batches = n_samples // batch_size  # the reference drops the tail of each shuffled pass
-        history = {"loss": [], "trace": [], "orth": [], "lr": []}
+        # Per-epoch means stay on the device until training ends: logging must not add a host
+        # synchronisation to every epoch of a timed fit.
+        epoch_means = torch.empty(self.epochs, 3, device=device, dtype=dtype)
+        learning_rates = []
         for epoch in range(self.epochs):
-            history["lr"].append(optimizer.param_groups[0]["lr"])
+            learning_rates.append(optimizer.param_groups[0]["lr"])
             # Shuffled on the CPU generator, so the batches are the same on every device.
             order = torch.randperm(n_samples, generator=generator).to(device)
             totals = torch.zeros(3, device=device, dtype=dtype)
@@ -264,14 +266,16 @@ class _NeuralCut(ClusteringMethod):
                 optimizer.step()
                 totals += torch.stack([loss.detach(), trace_term.detach(), orth_term.detach()])
             scheduler.step()
-            # One host transfer per epoch, never one per batch.
-            mean_loss, mean_trace, mean_orth = (totals / n_batches).tolist()
-            if not math.isfinite(mean_loss):
-                raise CutbenchError(f"{type(self).__name__} training diverged at epoch {epoch + 1} "
-                                    f"(loss={mean_loss}); lower lr (now {self.lr}) or use dtype='float64'.")
-            history["loss"].append(mean_loss)
-            history["trace"].append(mean_trace)
-            history["orth"].append(mean_orth)
+            epoch_means[epoch] = totals / n_batches
+        epoch_means = epoch_means.cpu().to(torch.float64)
+        diverged = (~torch.isfinite(epoch_means[:, 0])).nonzero()
+        if len(diverged):
+            first = int(diverged[0])
+            raise CutbenchError(f"{type(self).__name__} training diverged at epoch {first + 1} "
+                                f"(loss={epoch_means[first, 0].item()}); lower lr (now {self.lr}) or use "
+                                "dtype='float64'.")
+        history = {"loss": epoch_means[:, 0].tolist(), "trace": epoch_means[:, 1].tolist(),
+                   "orth": epoch_means[:, 2].tolist(), "lr": learning_rates}
 
         self.model_ = model
         self.affinity_ = affinity.spec

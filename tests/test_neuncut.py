@@ -291,3 +291,17 @@ def test_cuda_matches_cpu_accuracy(method):
         accuracies[device] = hungarian_accuracy(y_test, model.predict(X_test))
     assert accuracies["cuda"] >= 0.95
     assert accuracies["cuda"] == pytest.approx(accuracies["cpu"], abs=0.01)
+
+
+def test_divergence_is_an_error_naming_the_first_bad_epoch():
+    class Diverging(NeuNcut):
+        """NaN from the fifth batch on: 4 batches per epoch, so epoch 2 is the first bad one."""
+
+        def _batch_loss(self, P, W):
+            self.batches_seen_ = getattr(self, "batches_seen_", 0) + 1
+            loss, trace_term, orth_term = super()._batch_loss(P, W)
+            return (loss * float("nan") if self.batches_seen_ > 4 else loss), trace_term, orth_term
+
+    X, _ = two_shapes("moons", 200, seed=0)
+    with pytest.raises(CutbenchError, match=r"diverged at epoch 2 \(loss=nan\); lower lr"):
+        Diverging(2, affinity=KNN, batch_size=50, epochs=3, hidden_dims=(8,), device="cpu", random_state=0).fit(X)
