@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-from scipy.optimize import linear_sum_assignment
 from sklearn.base import clone
 from sklearn.datasets import make_blobs, make_circles, make_moons
 from sklearn.neighbors import kneighbors_graph
@@ -15,21 +14,13 @@ from cutbench.methods import ncut as ncut_module
 from cutbench.methods.base import TransductiveError
 from cutbench.methods.ncut import Ncut
 from cutbench.methods.registry import get_method
+from reference import hungarian_accuracy
 
 SOLVERS = ["arpack", "lobpcg"]
 # Well-separated rings and moons give a kNN graph with one component per cluster.
 ignore_disconnected = pytest.mark.filterwarnings(
     "ignore:the graph has .* connected components:cutbench.CutbenchWarning")
 
-
-def hungarian_accuracy(y_true, y_pred):
-    """Best one-to-one matching of predicted to true labels, as a fraction of points."""
-    true_ids, y_true = np.unique(y_true, return_inverse=True)
-    pred_ids, y_pred = np.unique(y_pred, return_inverse=True)
-    counts = np.zeros((len(pred_ids), len(true_ids)))
-    np.add.at(counts, (y_pred, y_true), 1)
-    rows, cols = linear_sum_assignment(-counts)
-    return counts[rows, cols].sum() / len(y_true)
 
 
 def heat_kernel_knn_graph(X, n_neighbors=10):

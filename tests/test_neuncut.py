@@ -3,28 +3,19 @@
 import numpy as np
 import pytest
 import torch
-from scipy.optimize import linear_sum_assignment
 from sklearn.base import clone
 from sklearn.datasets import make_blobs, make_circles, make_moons
 
 from cutbench import CutbenchError, CutbenchWarning
 from cutbench.graph import Affinity
 from cutbench.methods.neuncut import NeuNcut, NeuRcut, ncut_loss, rcut_loss
+from reference import hungarian_accuracy
 
 LOSSES = {"ncut": ncut_loss, "rcut": rcut_loss}
 ORTH_NORMS = ["fro_over_k", "fro_sq"]
 KNN = Affinity(sigma="median", n_neighbors=10)
 FAST_FIT = dict(affinity=KNN, gamma=80.0, lr=5e-3, batch_size=500, epochs=30, device="cpu")
 
-
-def hungarian_accuracy(y_true, y_pred):
-    """Best one-to-one match of predicted clusters to classes (independent of cutbench.metrics)."""
-    classes, y_true = np.unique(y_true, return_inverse=True)
-    clusters, y_pred = np.unique(y_pred, return_inverse=True)
-    counts = np.zeros((len(classes), len(clusters)))
-    np.add.at(counts, (y_true, y_pred), 1)
-    rows, cols = linear_sum_assignment(-counts)
-    return counts[rows, cols].sum() / len(y_true)
 
 
 def random_graph(m, rng):

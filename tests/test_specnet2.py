@@ -11,7 +11,6 @@ import pytest
 import scipy.linalg
 import scipy.sparse as sp
 import torch
-from scipy.optimize import linear_sum_assignment
 from sklearn.base import clone
 from sklearn.datasets import make_blobs
 
@@ -20,6 +19,7 @@ from cutbench.graph import Affinity, knn_graph
 from cutbench.methods.registry import get_method, make_method
 from cutbench.methods.specnet2 import (PRESETS, SpecNet2, _DeviceGraph, specnet2_objective,
                                        specnet2_row_gradient)
+from reference import hungarian_accuracy
 
 CENTERS = [[-5.0, 0.0], [5.0, 0.0], [0.0, 6.0]]
 SELF_LOOPS = Affinity(self_loops=True)
@@ -29,15 +29,6 @@ FAST = dict(hidden_dims=(64,), lr=1e-3, batch_size=32, epochs=10, device="cpu")
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
-
-def hungarian_accuracy(y_true, y_pred):
-    """Best one-to-one match of predicted clusters to classes (independent of cutbench.metrics)."""
-    classes, y_true = np.unique(y_true, return_inverse=True)
-    clusters, y_pred = np.unique(y_pred, return_inverse=True)
-    counts = np.zeros((len(classes), len(clusters)))
-    np.add.at(counts, (y_true, y_pred), 1)
-    rows, cols = linear_sum_assignment(-counts)
-    return counts[rows, cols].sum() / len(y_true)
 
 
 def blobs(n, seed):

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-from scipy.optimize import linear_sum_assignment
 from sklearn.base import clone
 from sklearn.datasets import make_blobs, make_circles, make_moons
 from sklearn.preprocessing import StandardScaler
@@ -13,6 +12,7 @@ from cutbench.graph import Affinity
 from cutbench.methods.registry import make_method
 from cutbench.methods.spectralnet import (SPECTRALNET_PRESETS, SpectralNet, global_median_sigma,
                                           local_median_affinity, orthonorm_weights, spectral_loss)
+from reference import hungarian_accuracy
 
 # Small network and budget that separate the 2-D shapes for several seeds in about a second (rings: ~4 s).
 FAST = dict(hidden_dims=(64, 64), activation="leaky_relu", optimizer="adam", lr=1e-2, batch_size=128,
@@ -27,15 +27,6 @@ def one_torch_thread():
     yield
     torch.set_num_threads(threads)
 
-
-def hungarian_accuracy(y_true, y_pred):
-    """Best one-to-one match of predicted clusters to classes (independent of cutbench.metrics)."""
-    _, y_true = np.unique(y_true, return_inverse=True)
-    _, y_pred = np.unique(y_pred, return_inverse=True)
-    counts = np.zeros((y_true.max() + 1, y_pred.max() + 1))
-    np.add.at(counts, (y_true, y_pred), 1)
-    rows, cols = linear_sum_assignment(-counts)
-    return counts[rows, cols].sum() / len(y_true)
 
 
 def shape(name, n, seed):
