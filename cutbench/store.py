@@ -24,25 +24,11 @@ import numpy as np
 import pandas as pd
 
 from cutbench import CutbenchError
+from cutbench.canonical import canonical_json, json_default
 
 STATUSES = ("ok", "failed", "timeout", "skipped")
 _METRICS = ("acc", "nmi", "ari", "nca")
 _STAGES = ("features", "affinity", "fit", "predict", "total")
-
-
-def canonical_json(obj: Any) -> str:
-    """JSON with sorted keys and no whitespace: equal configs always serialise to equal strings."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default)
-
-
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, (tuple, set)):
-        return list(obj)
-    if hasattr(obj, "to_dict"):
-        return obj.to_dict()
-    raise TypeError(f"cannot serialise {type(obj).__name__} in a result record")
 
 
 def cell_key(config: dict) -> str:
@@ -100,7 +86,7 @@ class ResultStore:
             buf = io.BytesIO()
             np.save(buf, np.asarray(labels, dtype=np.int64))
             _atomic_write_bytes(self._labels_path(key), buf.getvalue())
-        _atomic_write_bytes(self._record_path(key), json.dumps(record, indent=1, default=_json_default).encode())
+        _atomic_write_bytes(self._record_path(key), json.dumps(record, indent=1, default=json_default).encode())
 
     def get(self, key: str) -> dict | None:
         """The stored record for ``key``, or None. A corrupt file counts as missing (and is re-run)."""

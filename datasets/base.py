@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -19,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from cutbench import CutbenchError
+from cutbench.canonical import canonical_json
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,11 +44,6 @@ class Dataset:
     meta: dict
 
 
-def canonical_json(params: dict) -> str:
-    """JSON with sorted keys and no whitespace, so equal parameter dicts give equal text."""
-    return json.dumps(params, sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
 def dataset_fingerprint(name: str, params: dict, X: np.ndarray, y: np.ndarray) -> str:
     """Hex SHA-256 over the name, the canonical JSON of ``params``, and the bytes of X and y.
 
@@ -58,7 +53,7 @@ def dataset_fingerprint(name: str, params: dict, X: np.ndarray, y: np.ndarray) -
     digest = hashlib.sha256()
     digest.update(name.encode())
     digest.update(b"\0")
-    digest.update(canonical_json(params).encode())
+    digest.update(canonical_json(params, strict=True).encode())
     digest.update(b"\0")
     digest.update(np.ascontiguousarray(X, dtype="<f4"))
     digest.update(np.ascontiguousarray(y, dtype="<i8"))
@@ -152,7 +147,7 @@ def coerce_param(owner: str, key: str, value, default):
     if isinstance(value, np.generic):
         value = value.item()
     try:
-        canonical_json({key: value})
+        canonical_json({key: value}, strict=True)
     except (TypeError, ValueError) as error:
         raise CutbenchError(f"{where} must be JSON-serialisable (it is recorded and fingerprinted); "
                             f"got {value!r}.") from error

@@ -46,7 +46,8 @@ import torch
 from cutbench import CutbenchError, CutbenchWarning
 from cutbench._validation import resolve_device
 from cutbench.datasets._files import data_dir
-from cutbench.datasets.base import Dataset, canonical_json, coerce_param
+from cutbench.canonical import canonical_json
+from cutbench.datasets.base import Dataset, coerce_param
 
 CACHE_FOLDER = "features"
 """Folder under :func:`data_dir` holding cached feature matrices."""
@@ -309,7 +310,7 @@ class Progress:
 
 def cache_key(fingerprint: str, steps: list[dict]) -> str:
     """Hex SHA-256 of a dataset fingerprint and the canonical JSON of resolved ``steps``."""
-    return hashlib.sha256(f"{fingerprint}\0{canonical_json({'steps': steps})}".encode()).hexdigest()
+    return hashlib.sha256(f"{fingerprint}\0{canonical_json({'steps': steps}, strict=True)}".encode()).hexdigest()
 
 
 def _array_sha256(X: np.ndarray) -> str:

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from cutbench import CutbenchError
-from cutbench.store import ResultStore, canonical_json, cell_key, flatten_record
+from cutbench.canonical import canonical_json
+from cutbench.store import ResultStore, cell_key, flatten_record
 
 
 def make_record(key="k1", status="ok", acc=0.9):
