@@ -68,12 +68,15 @@ def cmd_run(args) -> int:
 
 def render_report(store, out: Path) -> list[Path]:
     """Export the store's table and render the Markdown/LaTeX/HTML tables and the accuracy plot."""
-    from cutbench.reports import plot_metric_bars, summarize, to_html, to_latex, to_markdown
+    from cutbench.reports import configuration_labels, plot_metric_bars, summarize, to_html, to_latex, to_markdown
 
     written = store.export(out / "results")
     frame = store.to_frame()
     if frame.empty:
         return written
+    # Rows in the order the cells ran (the study's order), one per configuration, never a mix.
+    frame = frame.sort_values("timestamp", kind="stable", na_position="last", ignore_index=True)
+    frame = frame.assign(method=configuration_labels(frame))
     summary = summarize(frame)
     markdown = to_markdown(summary)
     for name, text in (("table.md", markdown), ("table.tex", to_latex(summary)), ("table.html", to_html(summary))):

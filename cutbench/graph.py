@@ -474,6 +474,15 @@ def resolve_affinity(value):
     return Affinity.from_any(value)
 
 
+def affinity_label(spec: Mapping) -> str:
+    """Short text for an affinity given as a dict: its ``kind`` (a learned one, e.g. ``"siamese"``) or
+    ``"s=<n_neighbors>"`` (``"s=dense"`` without sparsification). Used in cell and table labels."""
+    if "kind" in spec:
+        return str(spec["kind"])
+    neighbors = spec.get("n_neighbors")
+    return f"s={'dense' if neighbors is None else neighbors}"
+
+
 @dataclass(frozen=True)
 class PreparedAffinity:
     """An affinity specification made ready on the training data of a method.

@@ -124,7 +124,7 @@ class ResultStore:
 
 
 def flatten_record(record: dict) -> dict:
-    """A record as one flat row: config, metrics, stage seconds, ``param.<name>`` columns."""
+    """A record as one flat row: config, metrics, stage seconds, ``features.<name>`` and ``param.<name>`` columns."""
     config = record["config"]
     row = {
         "study": record.get("study"),
@@ -149,8 +149,13 @@ def flatten_record(record: dict) -> dict:
     row["fit_cold_s"] = timings.get("fit", {}).get("cold_seconds", np.nan)
     row["fit_peak_rss_bytes"] = timings.get("fit", {}).get("peak_rss_bytes", np.nan)
     row["fit_peak_device_bytes"] = timings.get("fit", {}).get("peak_device_bytes", np.nan)
+    for name, value in config.get("features", {}).items():
+        if name != "name":
+            row[f"features.{name}"] = value
     for name, value in config["method"].get("params", {}).items():
         row[f"param.{name}"] = value if np.isscalar(value) or value is None else canonical_json(value)
-    git = (record.get("provenance") or {}).get("git") or {}
+    provenance = record.get("provenance") or {}
+    git = provenance.get("git") or {}
     row["git_commit"], row["git_dirty"] = git.get("commit"), git.get("dirty")
+    row["timestamp"] = provenance.get("timestamp")
     return row

@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from cutbench import CutbenchError
-from cutbench.graph import Affinity, resolve_affinity
+from cutbench.graph import Affinity, affinity_label, resolve_affinity
 from cutbench.methods.registry import get_method, make_method
 
 _STUDY_KEYS = {"name", "description", "datasets", "features", "affinity", "methods", "protocol", "seeds",
@@ -65,7 +65,8 @@ class Cell:
         parts = [f"{k}={v}" for k, v in self.method_params.items() if k != "affinity"]
         affinity = self.method_params.get("affinity")
         if isinstance(affinity, dict):
-            parts.append(f"affinity={affinity['kind']}" if "kind" in affinity else f"s={affinity['n_neighbors']}")
+            label = affinity_label(affinity)
+            parts.append(f"affinity={label}" if "kind" in affinity else label)
         params = ", ".join(parts)
         train = self.protocol.get("train_size")
         from cutbench.datasets import compact_features

@@ -19,6 +19,7 @@ rounded, displayed means, so tied values are all bold.
 from __future__ import annotations
 
 import html
+import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from cutbench import CutbenchError
+from cutbench.graph import affinity_label
 
 DEFAULT_METRICS = ("acc", "nmi", "ari")
 DEFAULT_TIMES = ("fit_s",)
@@ -173,6 +175,49 @@ def _dominant_status(statuses: pd.Series) -> str:
     counts = statuses.value_counts()
     # Ties go to the earlier entry of STATUSES, so the choice never depends on row order.
     return max(STATUSES[1:], key=lambda s: (counts.get(s, 0), -STATUSES.index(s)))
+
+
+CONFIGURATION_COLUMNS = ("features", "train_size", "device", "nmi_average_method")
+"""Record columns that, like the ``features.*`` and ``param.*`` columns, set a method's configuration."""
+
+
+def _setting_text(column: str, value) -> str:
+    name = column.split(".", 1)[1] if column.startswith(("param.", "features.")) else column
+    if name == "affinity" and isinstance(value, str) and value.startswith("{"):
+        spec = json.loads(value)  # param.* columns hold dicts as canonical JSON
+        return f"affinity={affinity_label(spec)}" if "kind" in spec else affinity_label(spec)
+    return f"{name}={value}"
+
+
+def configuration_labels(df: pd.DataFrame) -> pd.Series:
+    """The method name of each record, followed by the settings that tell its configurations apart.
+
+    Records of one method that differ in a parameter, the features, the training size, the device or
+    the NMI convention are different configurations: averaging them together would mix results. For
+    each method the columns (``param.*``, ``features.*`` and :data:`CONFIGURATION_COLUMNS`) with more
+    than one value among its records are named, e.g. ``neuncut (s=10)`` and
+    ``neuncut (affinity=siamese)``; a method with one configuration keeps its bare name.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Records, one row per cell (``ResultStore.to_frame()``), with a ``method`` column.
+
+    Returns
+    -------
+    pandas.Series of str
+        Aligned with ``df``; pass it as ``df.assign(method=configuration_labels(df))`` to summarise
+        per configuration.
+    """
+    candidates = [c for c in df.columns if c.startswith(("param.", "features.")) or c in CONFIGURATION_COLUMNS]
+    labels = df["method"].astype(str).copy()
+    for method, rows in df.groupby("method", sort=False):
+        varying = [c for c in candidates if rows[c].astype(str).nunique() > 1]
+        for index, row in rows[varying].iterrows():
+            settings = [_setting_text(c, v) for c, v in row.items() if not pd.isna(v)]
+            if settings:
+                labels[index] = f"{method} ({', '.join(settings)})"
+    return labels
 
 
 def summarize(

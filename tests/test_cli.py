@@ -49,6 +49,27 @@ def test_run_resume_and_report_end_to_end(tmp_path):
     assert report.returncode == 0 and "table.md" in report.stdout
 
 
+def test_report_keeps_configurations_of_one_method_apart(tmp_path, capsys):
+    (tmp_path / "two.yaml").write_text(textwrap.dedent("""
+        name: cli-two-configs
+        datasets:
+          - name: double_rings
+            params: {n: 200}
+        methods:
+          - name: ncut
+            params: {affinity: {sigma: median, n_neighbors: 8}}
+          - name: ncut
+            params: {affinity: {sigma: median, n_neighbors: 4}}
+        seeds: [0]
+        device: cpu
+        timing: {warmup: 0, repeats: 1}
+    """))
+    assert main(["run", str(tmp_path / "two.yaml"), "--out", str(tmp_path / "res")]) == 0
+    rows = [line for line in (tmp_path / "res" / "table.md").read_text().splitlines() if "| double_rings |" in line]
+    assert [row.split("|")[2].strip() for row in rows] == ["ncut (s=8)", "ncut (s=4)"]  # the study's order
+    assert all(row.rstrip().endswith("1/1 |") for row in rows)
+
+
 def test_dry_run_lists_cells(tmp_path, capsys):
     (tmp_path / "tiny.yaml").write_text(TINY)
     assert main(["run", str(tmp_path / "tiny.yaml"), "--dry-run"]) == 0

@@ -10,7 +10,9 @@ import pytest
 from matplotlib.image import imread
 
 from cutbench import CutbenchError
+from cutbench.canonical import canonical_json
 from cutbench.reports import (
+    configuration_labels,
     format_mean_std,
     plot_metric_bars,
     plot_metric_vs_param,
@@ -144,6 +146,28 @@ def test_nan_group_key_is_kept(records):
     summary = summarize(records, by=("dataset", "train_size"))
     assert summary["n_total"].sum() == len(records)
     assert "| two_moons | n/a |" in to_markdown(summary)
+
+
+def test_configurations_of_one_method_are_labelled_apart_and_never_averaged_together():
+    knn = canonical_json({"sigma": "median", "n_neighbors": 10})
+    siamese = canonical_json({"kind": "siamese", "epochs": 10})
+    df = pd.DataFrame({
+        "dataset": "mnist", "method": ["neuncut"] * 4 + ["ncut"] * 2 + ["kmeans"] * 2, "seed": [0, 1] * 4,
+        "status": "ok", "features": "scatnet", "features.l2_normalize": True, "train_size": 20000,
+        "param.affinity": [knn, knn, siamese, siamese, knn, knn, np.nan, np.nan],
+        "param.gamma": [100.0] * 4 + [np.nan] * 4,
+        "acc": [0.70, 0.72, 0.59, 0.61, 0.85, 0.85, 0.54, 0.55], "fit_s": 1.0,
+    })
+    labels = configuration_labels(df)
+    assert list(labels) == ["neuncut (s=10)"] * 2 + ["neuncut (affinity=siamese)"] * 2 + ["ncut"] * 2 + ["kmeans"] * 2
+    summary = summarize(df.assign(method=labels), metrics=("acc",))
+    assert summary.loc[("mnist", "neuncut (s=10)"), "acc_mean"] == pytest.approx(0.71)
+    assert summary.loc[("mnist", "neuncut (affinity=siamese)"), "acc_mean"] == pytest.approx(0.60)
+    # Any varying setting splits a method: here the features and the training size.
+    df.loc[6, "features.l2_normalize"] = False
+    df.loc[7, "train_size"] = 1000
+    assert list(configuration_labels(df)[6:]) == ["kmeans (l2_normalize=False, train_size=20000)",
+                                                   "kmeans (l2_normalize=True, train_size=1000)"]
 
 
 @pytest.mark.parametrize(
