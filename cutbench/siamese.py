@@ -19,8 +19,9 @@ epochs of RMSProp. Both references monitor a 10% validation split; here the plat
 training loss, since the objective is unsupervised and every pair is as good as any other. The NeuNcut
 paper's variant (Eq. 14: three neighbours, no positive margin) is ``n_positives=3, pos_margin=0``.
 
-A trained network is memoised in-process, keyed by the content of ``X``, the specification, the seed and
-the device, so methods that share a Siamese affinity on the same data train it once. Nothing is written to
+A trained network is memoised in-process, keyed by the content of ``X``, the specification (except its
+kernel, which training does not use), the seed and the device, so methods that share a Siamese network on
+the same data train it once, whatever kernel each applies to the embedding. Nothing is written to
 disk: the PyTorch reference's file cache silently reused weights trained on another dataset.
 """
 
@@ -252,11 +253,15 @@ class SiameseAffinity:
         if seed is None:
             _, _, seed = seed_generators(random_state)
         # The seed enters the key once, resolved: a spec fixing seed s and a method passing s share a network.
-        params = {name: value for name, value in self.to_dict().items() if name != "random_state"}
+        # The kernel is left out: training never uses it, so specs differing only in it share a network.
+        params = {name: value for name, value in self.to_dict().items() if name not in ("random_state", "kernel")}
         key = (_fingerprint(X), json.dumps(params, sort_keys=True), seed, str(device))
         if key in _memo:
             _memo.move_to_end(key)
-            return _memo[key]
+            fitted = _memo[key]
+            if fitted.kernel == self.kernel:
+                return fitted
+            return SiameseEmbedding(self, fitted.network, fitted.history, fitted.n_features_in)
         fitted = _train(self, X, device, seed)
         _memo[key] = fitted
         while len(_memo) > MEMO_SIZE:

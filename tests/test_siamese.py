@@ -69,6 +69,10 @@ def test_training_is_memoised_by_data_spec_and_seed(moons):
     assert SiameseAffinity(**{**SMALL.__dict__, "random_state": 0}).fit(X, device="cpu") is first
     assert SMALL.fit(X, device="cpu", random_state=1) is not first
     assert SMALL.fit(X[:-1], device="cpu", random_state=0) is not first
+    # Another kernel on the same network: training is shared, the kernel is the caller's.
+    other_kernel = Affinity(n_neighbors=3, self_loops=True)
+    shared = SiameseAffinity(**{**SMALL.__dict__, "kernel": other_kernel}).fit(X, device="cpu", random_state=0)
+    assert shared.network is first.network and shared.kernel == other_kernel and first.kernel == SMALL.kernel
     clear_memo()
     again = SMALL.fit(X, device="cpu", random_state=0)
     assert again is not first
