@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from sklearn.base import clone
 
-from cutbench import __version__
+from cutbench import __version__, siamese
 from cutbench._validation import resolve_device
 from cutbench.datasets import compact_features, compute_features, load_dataset, resolve_features
 from cutbench.graph import Affinity, prepare_affinity, resolve_affinity
@@ -182,7 +182,12 @@ def _run_stages(cell: Cell, dataset, device: torch.device, record: dict) -> np.n
     learned = spec is not None and not isinstance(spec, Affinity)
     if caps.precomputed_graph or learned:
         # A learned affinity is trained in this stage and memoised for the fit; its later runs would
-        # only hit the memo, so it is timed once (that run is also its cold time).
+        # only hit the memo, so it is timed once (that run is also its cold time). The memo is emptied
+        # first: a network left by an earlier cell would make this time depend on the order of cells
+        # and on the executor.
+        if learned:
+            siamese.clear_memo()
+
         def build_affinity():
             prepared = prepare_affinity(spec, X_fit, device=device, random_state=cell.seed)
             return prepared.graph() if caps.precomputed_graph else None

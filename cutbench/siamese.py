@@ -21,8 +21,9 @@ paper's variant (Eq. 14: three neighbours, no positive margin) is ``n_positives=
 
 A trained network is memoised in-process, keyed by the content of ``X``, the specification (except its
 kernel, which training does not use), the seed and the device, so methods that share a Siamese network on
-the same data train it once, whatever kernel each applies to the embedding. Nothing is written to
-disk: the PyTorch reference's file cache silently reused weights trained on another dataset.
+the same data train it once, whatever kernel each applies to the embedding. The study runner empties
+the memo before each cell, so a cell's recorded affinity time always includes the training. Nothing is
+written to disk: the PyTorch reference's file cache silently reused weights trained on another dataset.
 """
 
 from __future__ import annotations

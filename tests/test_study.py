@@ -220,7 +220,12 @@ def test_warnings_are_kept_with_the_record():
     assert any("connected components" in w for w in record["warnings"])
 
 
-def test_learned_affinity_is_trained_in_its_own_timed_stage(tmp_path):
+def test_learned_affinity_is_trained_in_its_own_timed_stage(tmp_path, monkeypatch):
+    from cutbench import siamese
+
+    trainings = []
+    train = siamese._train
+    monkeypatch.setattr(siamese, "_train", lambda *args: trainings.append(args) or train(*args))
     study = load_study(write(tmp_path, """
         name: siamese
         datasets:
@@ -248,3 +253,6 @@ def test_learned_affinity_is_trained_in_its_own_timed_stage(tmp_path):
         # trained once: no warm-up run and one measured run, which is also the cold time
         assert len(affinity["runs"]) == 1 and affinity["cold_seconds"] == affinity["seconds"]
         assert record["config"]["method"]["params"]["affinity"]["kind"] == "siamese"
+    # One training per cell: its fit reuses the network of its affinity stage, and the second cell does
+    # not reuse the first cell's network (same data, spec and seed), so its time does not depend on order.
+    assert len(trainings) == 2
