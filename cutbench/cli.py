@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from importlib import resources
+from collections.abc import Sequence
 from pathlib import Path
 
 from cutbench import CutbenchError
@@ -66,8 +67,11 @@ def cmd_run(args) -> int:
     return 0 if counts["failed"] == 0 and counts["timeout"] == 0 else 1
 
 
-def render_report(store, out: Path) -> list[Path]:
-    """Export the store's table and render the Markdown/LaTeX/HTML tables and the accuracy plot."""
+def render_report(store, out: Path, stages: Sequence[str] = ("fit",)) -> list[Path]:
+    """Export the store's table and render the Markdown/LaTeX/HTML tables and the accuracy plot.
+
+    ``stages`` names the timed stages whose seconds the tables show, in that order.
+    """
     from cutbench.reports import configuration_labels, plot_metric_bars, summarize, to_html, to_latex, to_markdown
 
     written = store.export(out / "results")
@@ -77,7 +81,7 @@ def render_report(store, out: Path) -> list[Path]:
     # Rows in the order the cells ran (the study's order), one per configuration, never a mix.
     frame = frame.sort_values("timestamp", kind="stable", na_position="last", ignore_index=True)
     frame = frame.assign(method=configuration_labels(frame))
-    summary = summarize(frame)
+    summary = summarize(frame, times=[f"{stage}_s" for stage in stages])
     markdown = to_markdown(summary)
     for name, text in (("table.md", markdown), ("table.tex", to_latex(summary)), ("table.html", to_html(summary))):
         (out / name).write_text(text)
@@ -97,8 +101,15 @@ def _existing_store(folder: str):
 
 
 def cmd_report(args) -> int:
+    from cutbench.store import STAGES
+
+    stages = [stage.strip() for stage in args.times.split(",") if stage.strip()]
+    unknown = sorted(set(stages) - set(STAGES))
+    if unknown or not stages:
+        raise CutbenchError(f"--times takes a comma-separated list of stages; unknown or empty: {unknown or stages}. "
+                            f"Accepted stages: {', '.join(STAGES)}.")
     store = _existing_store(args.out)
-    written = render_report(store, store.root)
+    written = render_report(store, store.root, stages)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 
@@ -152,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="render tables and plots from a results folder")
     report.add_argument("out", help="results folder written by `cutbench run`")
+    report.add_argument("--times", default="fit", metavar="STAGE[,STAGE]",
+                        help="timed stages shown in the tables, comma-separated (default: fit; "
+                             "e.g. affinity,fit,predict,total)")
     report.set_defaults(func=cmd_report)
 
     collect = sub.add_parser("collect", help="export the records stored so far to CSV and parquet")

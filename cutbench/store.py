@@ -28,7 +28,7 @@ from cutbench.canonical import canonical_json, json_default
 
 STATUSES = ("ok", "failed", "timeout", "skipped")
 _METRICS = ("acc", "nmi", "ari", "nca")
-_STAGES = ("features", "affinity", "fit", "predict", "total")
+STAGES = ("features", "affinity", "fit", "predict", "total")
 
 
 def cell_key(config: dict) -> str:
@@ -144,7 +144,7 @@ def flatten_record(record: dict) -> dict:
     for name in _METRICS:
         row[name] = metrics.get(name, np.nan)
     timings = record.get("timings") or {}
-    for stage in _STAGES:
+    for stage in STAGES:
         row[f"{stage}_s"] = timings.get(stage, {}).get("seconds", np.nan)
     row["fit_cold_s"] = timings.get("fit", {}).get("cold_seconds", np.nan)
     row["fit_peak_rss_bytes"] = timings.get("fit", {}).get("peak_rss_bytes", np.nan)

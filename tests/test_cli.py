@@ -68,6 +68,16 @@ def test_report_keeps_configurations_of_one_method_apart(tmp_path, capsys):
     rows = [line for line in (tmp_path / "res" / "table.md").read_text().splitlines() if "| double_rings |" in line]
     assert [row.split("|")[2].strip() for row in rows] == ["ncut (s=8)", "ncut (s=4)"]  # the study's order
     assert all(row.rstrip().endswith("1/1 |") for row in rows)
+    # The report can show any timed stages; Ncut builds its graph in the affinity stage and predicts nothing.
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "res"), "--times", "affinity,fit,predict"]) == 0
+    header = (tmp_path / "res" / "table.md").read_text().splitlines()[0]
+    assert "| affinity [s] | fit [s] | predict [s] | ok |" in header
+    row = next(line for line in (tmp_path / "res" / "table.md").read_text().splitlines() if "ncut (s=8)" in line)
+    cells = [cell.strip() for cell in row.split("|")[1:-1]]
+    assert float(cells[5].strip("*").split()[0]) > 0 and cells[7] == "n/a"
+    assert main(["report", str(tmp_path / "res"), "--times", "fit,warmup"]) == 2
+    assert "unknown or empty: ['warmup']. Accepted stages: features, affinity, fit, predict, total" in capsys.readouterr().err
 
 
 def test_dry_run_lists_cells(tmp_path, capsys):
