@@ -72,14 +72,18 @@ def render_report(store, out: Path, stages: Sequence[str] = ("fit",)) -> list[Pa
 
     ``stages`` names the timed stages whose seconds the tables show, in that order.
     """
+    import pandas as pd
+
     from cutbench.reports import configuration_labels, plot_metric_bars, summarize, to_html, to_latex, to_markdown
 
     written = store.export(out / "results")
     frame = store.to_frame()
     if frame.empty:
         return written
-    # Rows in the order the cells ran (the study's order), one per configuration, never a mix.
-    frame = frame.sort_values("timestamp", kind="stable", na_position="last", ignore_index=True)
+    # Rows in the order the cells ran (the study's order), one per configuration, never a mix. Parsed,
+    # as records written before timestamps had microseconds hold whole seconds.
+    frame = frame.sort_values("timestamp", kind="stable", na_position="last", ignore_index=True,
+                              key=lambda stamps: pd.to_datetime(stamps, utc=True, format="ISO8601"))
     frame = frame.assign(method=configuration_labels(frame))
     summary = summarize(frame, times=[f"{stage}_s" for stage in stages])
     markdown = to_markdown(summary)

@@ -88,4 +88,4 @@ def _static_provenance() -> dict:
 def provenance() -> dict:
     """Provenance for a result written now (the static part is computed once per process)."""
     return {**_static_provenance(), "threads": thread_settings(),
-            "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "timestamp": datetime.now(timezone.utc).isoformat(timespec="microseconds")}
