@@ -6,8 +6,8 @@ import argparse
 import json
 import sys
 import time
-from importlib import resources
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 
 from cutbench import CutbenchError

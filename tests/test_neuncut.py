@@ -167,10 +167,10 @@ def test_rcut_loss_minimum_on_double_rings_is_the_ring_partition():
 @pytest.mark.xfail(strict=True, reason=(
     "Known limitation, measured: from raw 2-D coordinates the relaxed-cut training settles in a "
     "straight-line cut (ACC ~0.65-0.88 on moons, ~0.50 on rings) for every gamma (0.001-200), lr, "
-    "batch size, epoch budget, input scale (0.1-10), bias initialisation, kNN or dense kernel and "
-    "gamma continuation tried; the exact eigenvectors of the same graph (Ncut) separate both, and so "
-    "does the RatioCut loss minimised over free memberships (test above). Strict: a fix makes this "
-    "fail loudly."))
+    "batch size, epoch budget, input scale (0.1-10), bias initialisation, kNN or dense kernel, "
+    "gamma continuation and the paper's loss form (squared norm, volumes detached or not) tried; "
+    "the exact eigenvectors of the same graph (Ncut) separate both, and so does the RatioCut loss "
+    "minimised over free memberships (test above). Strict: a fix makes this fail loudly."))
 @pytest.mark.parametrize("method", [NeuNcut, NeuRcut])
 @pytest.mark.parametrize("shape", ["moons", "rings"])
 def test_separates_two_shapes_and_generalises(method, shape):
