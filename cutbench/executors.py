@@ -152,30 +152,45 @@ class LocalPoolExecutor:
         try:
             while done < len(cells):
                 try:
-                    msg = results.get(timeout=1.0)
+                    messages, dead = [results.get(timeout=1.0)], []
                 except queue.Empty:
-                    for p in procs:  # a worker that died takes its cell down with it: record that
-                        if not p.is_alive() and p.pid in running:
-                            index = running.pop(p.pid)
-                            _write_lost(cells[index], store_root, study_name, "failed",
-                                        f"the worker process died (exit code {p.exitcode})")
-                            done += 1
-                            yield cells[index], cell_key(identify_cell(cells[index], _DATASETS)[0]), "failed"
-                    if not any(p.is_alive() for p in procs) and not running and done < len(cells):
-                        raise CutbenchError("all pool workers exited with cells left; see the records for errors.")
-                    continue
-                if msg[0] == "start":
-                    running[msg[1]] = msg[2]
-                else:
-                    _, pid, index, key, status = msg
-                    running.pop(pid, None)
-                    done += 1
-                    yield cells[index], key, status
+                    # Note the dead before reading: a worker flushes its messages before it exits, so a
+                    # cell still held by a dead worker after this drain is truly lost. Checking first and
+                    # reading later would record as lost a cell that finished just before its worker exited.
+                    dead = [p for p in procs if not p.is_alive()]
+                    messages = _drain(results)
+                for message in messages:
+                    if message[0] == "start":
+                        running[message[1]] = message[2]
+                    else:
+                        _, pid, index, key, status = message
+                        running.pop(pid, None)
+                        done += 1
+                        yield cells[index], key, status
+                for p in dead:  # a worker that died takes its cell down with it: record that
+                    if p.pid in running:
+                        index = running.pop(p.pid)
+                        _write_lost(cells[index], store_root, study_name, "failed",
+                                    f"the worker process died (exit code {p.exitcode})")
+                        done += 1
+                        yield cells[index], cell_key(identify_cell(cells[index], _DATASETS)[0]), "failed"
+                if len(dead) == len(procs) and not running and done < len(cells):
+                    raise CutbenchError("all pool workers exited with cells left; see the records for errors.")
         finally:
             for p in procs:
                 p.join(timeout=5)
                 if p.is_alive():
                     p.kill()
+
+
+def _drain(results) -> list:
+    """Every message already in the queue, without waiting."""
+    messages = []
+    while True:
+        try:
+            messages.append(results.get_nowait())
+        except queue.Empty:
+            return messages
 
 
 class DaskExecutor:

@@ -48,6 +48,51 @@ def test_pool_executor_gives_the_inline_records(tmp_path, inline_records):
     assert any("ETA" in line for line in lines)
 
 
+def test_a_cell_that_finishes_just_before_its_worker_exits_is_not_recorded_lost(tmp_path, monkeypatch):
+    """The driver's wait for a message times out while the worker finishes its last cell and exits.
+
+    Forced here: the driver reads the worker's "start", then its next wait comes back empty only once
+    the worker is gone, the "done" unread. The old driver recorded that finished cell as lost.
+    """
+    import multiprocessing
+    import queue
+
+    import cutbench.executors
+
+    real_get_context = multiprocessing.get_context
+
+    class RacingContext:
+        def __init__(self, method):
+            self._ctx = real_get_context(method)
+
+        def __getattr__(self, name):
+            return getattr(self._ctx, name)
+
+        def Queue(self):  # noqa: N802 - mirrors multiprocessing's API
+            q = self._ctx.Queue()
+            read, last = q.get, [None]
+
+            def get(block=True, timeout=None):
+                if timeout is not None and last[0] == "start":
+                    last[0] = None
+                    while multiprocessing.active_children():
+                        time.sleep(0.05)
+                    raise queue.Empty
+                message = read(block, timeout)
+                last[0] = message[0] if isinstance(message, tuple) else None
+                return message
+
+            q.get = get  # the driver's side only: a queue pickles without its instance attributes
+            return q
+
+    monkeypatch.setattr(cutbench.executors.mp, "get_context", RacingContext)
+    raw = {**TINY, "datasets": TINY["datasets"][:1], "methods": ["kmeans"], "seeds": [0]}
+    store = ResultStore(tmp_path)
+    counts = run_study(expand_study(raw), store, executor=LocalPoolExecutor(workers=1), progress=lambda m: None)
+    assert counts["ok"] == 1
+    assert next(store.records())["status"] == "ok"
+
+
 def test_dask_local_cluster_gives_the_inline_records(tmp_path, inline_records):
     pytest.importorskip("dask.distributed")
     store = ResultStore(tmp_path)

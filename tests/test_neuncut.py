@@ -266,7 +266,7 @@ X_SMALL = np.random.default_rng(0).normal(size=(20, 3))
     (X_SMALL, {"epochs": 0}, "epochs must be"),
     (X_SMALL, {"dtype": "float16"}, "dtype must be one of"),
     (X_SMALL, {"hidden_dims": (512, 0)}, "hidden_dims"),
-    (X_SMALL, {"affinity": "nope"}, ""),
+    (X_SMALL, {"affinity": "nope"}, "unknown affinity preset 'nope'; accepted presets: 'knn', 'neuncut'"),
 ])
 def test_bad_input_is_refused(method, X, params, match):
     model = method(**{"n_clusters": 2, "batch_size": 10, "epochs": 1, "device": "cpu", **params})
