@@ -55,9 +55,10 @@ def _execute_in_child(cell: Cell, store_root: str, study_name: str, limit: float
     payload = pickle.dumps((cell, store_root, study_name))
     command = [sys.executable, "-c", "from cutbench.executors import child_main; child_main()"]
     key = cell_key(identify_cell(cell, _DATASETS)[0])
+    earlier = ResultStore(store_root).get(key)  # a failed record being retried, or None
     try:
         child = subprocess.run(command, input=payload, capture_output=True, timeout=limit + _CHILD_GRACE_SECONDS)
-        if ResultStore(store_root).get(key) is None:
+        if ResultStore(store_root).get(key) in (None, earlier):
             tail = child.stderr.decode(errors="replace")[-2000:]
             _write_lost(cell, store_root, study_name, "failed",
                         f"the cell's process died (exit code {child.returncode}): {tail}")

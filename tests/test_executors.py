@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from cutbench.executors import DaskExecutor, LocalPoolExecutor
-from cutbench.runner import run_study
-from cutbench.store import ResultStore
+from cutbench.runner import identify_cell, run_study
+from cutbench.store import ResultStore, cell_key
 from cutbench.study import expand_study
 
 TINY = {"name": "exec", "datasets": [{"name": "double_rings", "params": {"n": 300}},
@@ -147,6 +147,18 @@ def test_kill_minus_9_then_rerun_recomputes_no_finished_cell(tmp_path):
     assert len(after) == 12
     assert all(after[name] == finished[name] for name in finished)  # untouched, not recomputed
     assert not list(records.glob(".*.tmp"))
+
+
+def test_a_retried_cell_whose_process_dies_replaces_the_earlier_record(tmp_path, monkeypatch):
+    import cutbench.executors
+
+    cell = expand_study({**TINY, "methods": ["kmeans"], "seeds": [0]}).cells[0]
+    store = ResultStore(tmp_path)
+    key = cell_key(identify_cell(cell, cutbench.executors._DATASETS)[0])
+    store.write({"study": "exec", "key": key, "config": {}, "status": "failed", "error": "an earlier run's error"})
+    monkeypatch.setattr(cutbench.executors.sys, "executable", "false")  # a child that exits 1 and writes nothing
+    assert cutbench.executors._execute_in_child(cell, str(tmp_path), "exec", limit=5) == (key, "failed")
+    assert "the cell's process died (exit code 1)" in store.get(key)["error"]
 
 
 def test_a_worker_that_dies_is_recorded_as_failed(tmp_path):
