@@ -205,6 +205,7 @@ def test_fitted_state_and_prediction_api():
         model.predict(np.zeros((3, 5)))
 
 
+@pytest.mark.filterwarnings("ignore:NeuNcut used only")  # lr 1e-12 leaves the network untrained on purpose
 def test_network_shape_and_initialisation():
     X, _ = two_shapes("moons", 200, seed=0)
     model = NeuNcut(3, affinity=KNN, hidden_dims=(16, 8), batch_size=50, epochs=1, lr=1e-12,
