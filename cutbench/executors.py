@@ -155,9 +155,9 @@ class LocalPoolExecutor:
                 try:
                     messages, dead = [results.get(timeout=1.0)], []
                 except queue.Empty:
-                    # Note the dead before reading: a worker flushes its messages before it exits, so a
-                    # cell still held by a dead worker after this drain is truly lost. Checking first and
-                    # reading later would record as lost a cell that finished just before its worker exited.
+                    # Note the dead, then read: a worker flushes its messages before it exits, so a cell
+                    # still held by a dead worker after this drain is truly lost. Deciding without reading
+                    # would call lost a cell that finished just before its worker exited.
                     dead = [p for p in procs if not p.is_alive()]
                     messages = _drain(results)
                 for message in messages:
