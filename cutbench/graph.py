@@ -475,10 +475,11 @@ def resolve_affinity(value):
 
 
 def affinity_label(spec: Mapping) -> str:
-    """Short text for an affinity given as a dict: its ``kind`` (a learned one, e.g. ``"siamese"``) or
-    ``"s=<n_neighbors>"`` (``"s=dense"`` without sparsification). Used in cell and table labels."""
+    """Short text for an affinity given as a dict: ``"affinity=<kind>"`` for a learned one (e.g.
+    ``"affinity=siamese"``), else ``"s=<n_neighbors>"`` (``"s=dense"`` without sparsification). Used in
+    cell and table labels."""
     if "kind" in spec:
-        return str(spec["kind"])
+        return f"affinity={spec['kind']}"
     neighbors = spec.get("n_neighbors")
     return f"s={'dense' if neighbors is None else neighbors}"
 

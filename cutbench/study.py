@@ -65,8 +65,7 @@ class Cell:
         parts = [f"{k}={v}" for k, v in self.method_params.items() if k != "affinity"]
         affinity = self.method_params.get("affinity")
         if isinstance(affinity, dict):
-            label = affinity_label(affinity)
-            parts.append(f"affinity={label}" if "kind" in affinity else label)
+            parts.append(affinity_label(affinity))
         params = ", ".join(parts)
         train = self.protocol.get("train_size")
         from cutbench.datasets import compact_features

@@ -185,7 +185,7 @@ def _setting_text(column: str, value) -> str:
     name = column.split(".", 1)[1] if column.startswith(("param.", "features.")) else column
     if name == "affinity" and isinstance(value, str) and value.startswith("{"):
         spec = json.loads(value)  # param.* columns hold dicts as canonical JSON
-        return f"affinity={affinity_label(spec)}" if "kind" in spec else affinity_label(spec)
+        return affinity_label(spec)
     return f"{name}={value}"
 
 
