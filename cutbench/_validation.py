@@ -1,9 +1,9 @@
-"""Input checks shared by the graph builders, the methods and the harness."""
+"""Checks that depend on the data, shared by the graph builders, the methods and the harness.
+
+The types and ranges of parameters are declared, not checked here: see :mod:`cutbench.params`.
+"""
 
 from __future__ import annotations
-
-import math
-import numbers
 
 import numpy as np
 import torch
@@ -45,80 +45,9 @@ def check_features(X, *, name: str = "X", min_samples: int = 1):
     return X
 
 
-def check_number(name, value, *, minimum, strict=False, integer=False, hint=""):
-    """Refuse a hyper-parameter that is not a finite real (or integer) at or above a bound.
-
-    Parameters
-    ----------
-    name : str
-        The parameter's name, as the user spells it; it opens the error message.
-    value : object
-        The value to check. ``bool`` is refused although it is an ``int`` subclass: ``True`` for,
-        say, ``epochs`` is almost always a mistake. NaN and infinities are refused.
-    minimum : float
-        The bound: ``value >= minimum``, or ``value > minimum`` when ``strict``.
-    strict : bool, default=False
-        Whether the bound itself is excluded.
-    integer : bool, default=False
-        Require an integral value (``int`` or numpy integer); otherwise any real number.
-    hint : str, default=""
-        Appended to the error message, e.g. the usual remedy; start it with a space.
-
-    Raises
-    ------
-    CutbenchError
-        Naming the parameter, what it must be and the bound, e.g.
-        ``"epochs must be an integer >= 1; got 0."``.
-    """
-    kind = numbers.Integral if integer else numbers.Real
-    ok = isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > minimum if strict else value >= minimum)
-    if not ok:
-        what = "an integer" if integer else "a finite number"
-        relation = ">" if strict else ">="
-        raise CutbenchError(f"{name} must be {what} {relation} {minimum}; got {value!r}.{hint}")
-
-
-def check_hidden_dims(hidden_dims, *, example=(512, 512)):
-    """Refuse hidden-layer widths that are not a tuple (or list) of positive integers.
-
-    Parameters
-    ----------
-    hidden_dims : object
-        The ``hidden_dims`` hyper-parameter of a network method.
-    example : tuple of int, default=(512, 512)
-        A valid value quoted in the error message, usually the method's default.
-
-    Raises
-    ------
-    CutbenchError
-        When ``hidden_dims`` is not a tuple or list, or holds a non-integer (``bool`` included) or
-        a width below 1.
-    """
-    ok = isinstance(hidden_dims, (tuple, list)) and all(
-        isinstance(width, numbers.Integral) and not isinstance(width, bool) and width >= 1
-        for width in hidden_dims)
-    if not ok:
-        raise CutbenchError(f"hidden_dims must be a tuple of positive integers, e.g. {example}; "
-                            f"got {hidden_dims!r}.")
-
-
-def check_n_clusters(n_clusters, n_samples: int) -> int:
-    """``n_clusters`` must be an integer with 2 <= n_clusters <= n_samples."""
-    if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)):
-        raise CutbenchError(f"n_clusters must be an integer >= 2; got {n_clusters!r}.")
-    if n_clusters < 2:
-        raise CutbenchError(f"n_clusters must be >= 2; got {n_clusters}.")
-    if n_clusters > n_samples:
-        raise CutbenchError(f"n_clusters={n_clusters} exceeds the number of samples n={n_samples}; "
-                            "use more samples or fewer clusters.")
-    return int(n_clusters)
-
-
-def check_batch_size(batch_size, n_samples: int, n_clusters: int) -> int:
-    """A mini-batch must hold at least ``n_clusters`` and at most ``n_samples`` points."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-        raise CutbenchError(f"batch_size must be an integer; got {batch_size!r}.")
+def check_batch_size(batch_size: int, n_samples: int, n_clusters: int) -> int:
+    """A mini-batch must hold at least ``n_clusters`` and at most ``n_samples`` points (the type is a
+    declared parameter constraint, checked before ``fit``)."""
     if batch_size > n_samples:
         raise CutbenchError(f"batch_size={batch_size} exceeds the number of training samples n={n_samples}; "
                             f"use batch_size <= {n_samples} or train on more samples.")

@@ -39,7 +39,9 @@ def cmd_run(args) -> int:
     from cutbench.store import ResultStore
     from cutbench.study import load_study, select_cells
 
-    study = load_study(resolve_study_path(args.study), overrides=args.set)
+    study = load_study(resolve_study_path(args.study), overrides=args.set, report=print)
+    for refusal in study.refused:
+        print(f"refused: {refusal}")
     cells = select_cells(study.cells, args.only) if args.only else study.cells
     if args.dry_run:
         for i, cell in enumerate(cells, 1):
@@ -158,7 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--only", action="append", default=[], metavar="KEY=V1[,V2]",
                      help="run only matching cells, e.g. method=neuncut or seed=0,1 (repeatable)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=V1[,V2]",
-                     help="override the study, e.g. neuncut.gamma=80,100 or protocol.train_size=1000 (repeatable)")
+                     help="override the study; values are YAML and several make a grid, e.g. neuncut.gamma=80,100, "
+                          "'neuncut.hidden_dims=[64,64]', neuncut#2.lr=0.01 (the second neuncut entry) or "
+                          "protocol.train_size=1000 (repeatable)")
     run.add_argument("--executor", default="inline", choices=["inline", "pool", "dask"],
                      help="inline (default; for published timings), pool (one process per GPU) or dask")
     run.add_argument("--workers", type=int, help="pool/dask workers (default: one per GPU, else 2)")

@@ -1,7 +1,8 @@
-"""Executors: where the cells of a study run.
+"""Parallel executors: where the cells of a study run when not one after another in this process.
 
-- :class:`InlineExecutor` (the default, and the one for published timings): one cell after
-  another in this process.
+The default, :class:`cutbench.runner.InlineExecutor` (the one for published timings), runs one
+cell after another in this process; the executors here run cells elsewhere:
+
 - :class:`LocalPoolExecutor`: worker processes on this machine, one per GPU pinned through
   ``CUDA_VISIBLE_DEVICES`` (CPU workers with the cores split between them when there is no GPU).
 - :class:`DaskExecutor`: a ``dask.distributed`` cluster (a scheduler address, or a LocalCluster).
@@ -14,77 +15,11 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import pickle
 import queue
-import subprocess
-import sys
-import threading
-from typing import Iterator
 
 from cutbench import CutbenchError
-from cutbench.runner import DatasetCache, identify_cell, run_cell
-from cutbench.store import ResultStore, cell_key
-from cutbench.study import Cell
-
-_DATASETS = DatasetCache()  # one per worker process
-_CHILD_GRACE_SECONDS = 30.0
-
-
-def execute_cell(cell: Cell, store_root: str, study_name: str) -> tuple[str, str]:
-    """Run one cell, write its record to the store, return ``(key, status)``.
-
-    A cell with a time limit that cannot use SIGALRM here (not the main thread, e.g. a dask
-    worker thread) runs in a child process that is killed if it outlives the limit.
-    """
-    limit = cell.timing.get("time_limit")
-    if limit is not None and threading.current_thread() is not threading.main_thread():
-        return _execute_in_child(cell, store_root, study_name, limit)
-    record, labels = run_cell(cell, _DATASETS, study_name)
-    ResultStore(store_root).write(record, labels)
-    return record["key"], record["status"]
-
-
-def child_main() -> None:
-    """Entry point of a child process: run the pickled ``(cell, store_root, study_name)`` on stdin."""
-    cell, store_root, study_name = pickle.load(sys.stdin.buffer)
-    execute_cell(cell, store_root, study_name)
-
-
-def _execute_in_child(cell: Cell, store_root: str, study_name: str, limit: float) -> tuple[str, str]:
-    # A plain subprocess, not multiprocessing: dask worker processes are daemons and may not fork children.
-    payload = pickle.dumps((cell, store_root, study_name))
-    command = [sys.executable, "-c", "from cutbench.executors import child_main; child_main()"]
-    key = cell_key(identify_cell(cell, _DATASETS)[0])
-    earlier = ResultStore(store_root).get(key)  # a failed record being retried, or None
-    try:
-        child = subprocess.run(command, input=payload, capture_output=True, timeout=limit + _CHILD_GRACE_SECONDS)
-        if ResultStore(store_root).get(key) in (None, earlier):
-            tail = child.stderr.decode(errors="replace")[-2000:]
-            _write_lost(cell, store_root, study_name, "failed",
-                        f"the cell's process died (exit code {child.returncode}): {tail}")
-    except subprocess.TimeoutExpired:
-        _write_lost(cell, store_root, study_name, "timeout",
-                    f"the cell ran past its time limit of {limit:g} s and its process was killed")
-    return key, ResultStore(store_root).get(key)["status"]
-
-
-def _write_lost(cell: Cell, store_root: str, study_name: str, status: str, error: str) -> None:
-    """Record a cell whose process could not record it itself."""
-    from cutbench.provenance import provenance
-
-    config = identify_cell(cell, _DATASETS)[0]
-    ResultStore(store_root).write({"study": study_name, "key": cell_key(config), "config": config,
-                                   "status": status, "error": error, "provenance": provenance()})
-
-
-class InlineExecutor:
-    """Run cells one after another in this process (best timing fidelity)."""
-
-    name = "inline"
-
-    def map(self, cells: list[Cell], store_root: str, study_name: str) -> Iterator[tuple[Cell, str, str]]:
-        for cell in cells:
-            yield (cell, *execute_cell(cell, store_root, study_name))
+from cutbench.runner import _DATASETS, InlineExecutor, _write_lost, execute_cell, identify_cell
+from cutbench.store import cell_key
 
 
 def _pool_worker(tasks, results, gpu: str | None, threads: int, store_root: str, study_name: str):
@@ -232,6 +167,7 @@ class DaskExecutor:
 
 
 EXECUTORS = {"inline": InlineExecutor, "pool": LocalPoolExecutor, "dask": DaskExecutor}
+"""Executors by the name ``cutbench run --executor`` takes."""
 
 
 def make_executor(name: str, **options):

@@ -18,6 +18,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -25,6 +26,7 @@ import torch
 
 from cutbench import CutbenchError
 from cutbench._validation import check_features, resolve_device
+from cutbench.params import Boolean, Interval, NoneValue, Options, canonical_params
 
 DENSE_MAX_SAMPLES = 20_000
 """Largest ``n`` for which ``knn_graph`` builds a dense graph (``n_neighbors=None``): n^2 float64 entries."""
@@ -38,32 +40,13 @@ def _quoted(names) -> str:
     return ", ".join(repr(name) for name in names)
 
 
-def _check_sigma(sigma):
-    if isinstance(sigma, str):
-        if sigma != "median":
-            raise CutbenchError(f"sigma must be a positive number or 'median'; got {sigma!r}.")
-        return "median"
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.integer, np.floating)):
-        raise CutbenchError(f"sigma must be a positive number or 'median'; got {sigma!r}.")
-    sigma = float(sigma)
-    if not (math.isfinite(sigma) and sigma > 0):
-        raise CutbenchError(f"sigma must be > 0 and finite (or 'median'); got {sigma}.")
-    return sigma
-
-
 def _check_n_neighbors(n_neighbors):
-    if n_neighbors is None:
-        return None
-    if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, (int, np.integer)) or n_neighbors < 1:
-        raise CutbenchError(f"n_neighbors must be an integer >= 1 (entries kept per row) or None (dense graph); "
-                            f"got {n_neighbors!r}.")
-    return int(n_neighbors)
-
-
-def _check_flag(value, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise CutbenchError(f"{name} must be True or False; got {value!r}.")
-    return bool(value)
+    """``n_neighbors`` of a search: an integer >= 1 (an integral float is read as that integer)."""
+    constraint = Interval(int, 1)
+    value = constraint.coerce(n_neighbors)
+    if not constraint.accepts(value):
+        raise CutbenchError(f"n_neighbors must be an integer >= 1 (entries kept per row); got {n_neighbors!r}.")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -92,15 +75,20 @@ class Affinity:
     normalize_rows: bool = False
     symmetrize: str = "mean"
 
+    _parameter_constraints: ClassVar[dict] = {
+        "sigma": [Interval(float, 0, None, closed="neither"), Options("median")],
+        "n_neighbors": [Interval(int, 1), NoneValue("a dense graph")],
+        "self_loops": [Boolean()],
+        "normalize_rows": [Boolean()],
+        "symmetrize": [Options(*_SYMMETRIZE_RULES)],
+    }
+
     def __post_init__(self):
-        # Frozen dataclass: normalised values (e.g. numpy scalars -> Python) are set through object.
-        object.__setattr__(self, "sigma", _check_sigma(self.sigma))
-        object.__setattr__(self, "n_neighbors", _check_n_neighbors(self.n_neighbors))
-        object.__setattr__(self, "self_loops", _check_flag(self.self_loops, "self_loops"))
-        object.__setattr__(self, "normalize_rows", _check_flag(self.normalize_rows, "normalize_rows"))
-        if not (isinstance(self.symmetrize, str) and self.symmetrize in _SYMMETRIZE_RULES):
-            raise CutbenchError(f"symmetrize must be one of {_quoted(_SYMMETRIZE_RULES)}; got {self.symmetrize!r}.")
-        object.__setattr__(self, "symmetrize", str(self.symmetrize))
+        # Frozen dataclass: canonical values (80 -> 80.0 for sigma, numpy scalars -> Python) are set
+        # through object.__setattr__, so equal specifications compare and serialise equal.
+        fields = canonical_params("Affinity", self._parameter_constraints, dataclasses.asdict(self))
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
 
     def to_dict(self) -> dict:
         """Plain dict of the fields; ``Affinity.from_any(a.to_dict()) == a``."""
@@ -127,9 +115,16 @@ class Affinity:
 
 
 AFFINITY_PRESETS = {
+    # s = 10 nearest neighbours, median bandwidth: the shared kernel of cutbench's studies.
     "knn": Affinity(),
+    # The NeuNcut reference code: dense, self-loops, sigma 3 on L2-normalised rows.
     "neuncut": Affinity(sigma=3.0, n_neighbors=None, self_loops=True, normalize_rows=True),
+    # The CNC reference: the 3 nearest neighbours counting the point itself (2 others plus self-loops).
+    "cnc": Affinity(n_neighbors=2, self_loops=True),
+    # The kNN kernel with self-loops, which SpecNet2's neighbour variant needs.
+    "knn_self_loops": Affinity(self_loops=True),
 }
+"""Heat kernels by name: any ``affinity`` parameter accepts these names."""
 
 
 def _check_n_neighbors_fit(n_neighbors: int | None, n_points: int) -> None:
@@ -271,7 +266,8 @@ def batch_affinity(X: torch.Tensor, affinity: Affinity) -> torch.Tensor:
     return W.to(out_dtype)
 
 
-def _to_torch(X, device: torch.device) -> torch.Tensor:
+def points_on_device(X, device: torch.device) -> torch.Tensor:
+    """Checked features as a float32/float64 tensor on ``device`` (half precision is too coarse for distances)."""
     X = check_features(X, min_samples=2)
     if isinstance(X, np.ndarray):
         X = torch.from_numpy(np.require(X, requirements=["C", "W"]))
@@ -290,7 +286,7 @@ def _chunk_rows(chunk_size, n: int, itemsize: int) -> int:
 
 
 def _prepare_points(X, affinity: Affinity, device) -> torch.Tensor:
-    X = _to_torch(X, resolve_device(device))
+    X = points_on_device(X, resolve_device(device))
     if affinity.normalize_rows:
         X = l2_normalize_rows(X)
     return X - X.mean(dim=0)  # centring keeps the matmul expansion of the distances accurate
@@ -333,10 +329,10 @@ def knn_search(X, n_neighbors: int, *, device="auto", chunk_size=None) -> tuple[
     sq_dists : ndarray of shape (n, n_neighbors), float64
         The matching squared Euclidean distances.
     """
-    n_neighbors = _check_n_neighbors(n_neighbors)
     if n_neighbors is None:
         raise CutbenchError("knn_search needs an integer n_neighbors >= 1; got None.")
-    X = _to_torch(X, resolve_device(device))
+    n_neighbors = _check_n_neighbors(n_neighbors)
+    X = points_on_device(X, resolve_device(device))
     _check_n_neighbors_fit(n_neighbors, X.shape[0])
     X = X - X.mean(dim=0)
     return _knn_search_prepared(X, n_neighbors, _chunk_rows(chunk_size, X.shape[0], X.element_size()))
@@ -456,85 +452,77 @@ def _check_square(shape) -> None:
         raise CutbenchError(f"an affinity matrix must be square (n, n); got shape {tuple(shape)}.")
 
 
-def resolve_affinity(value):
-    """Resolve any affinity specification a method accepts: a heat kernel on the features, or a learned one.
-
-    ``Affinity.from_any`` values (an ``Affinity``, a dict of its fields, a preset name) give an
-    ``Affinity``; a :class:`cutbench.siamese.SiameseAffinity`, a dict with ``"kind": "siamese"`` or the
-    name ``"siamese"`` give a ``SiameseAffinity``.
-    """
-    from cutbench.siamese import SIAMESE_KIND, SiameseAffinity  # imported here: siamese builds on this module
-
-    if isinstance(value, SiameseAffinity):
-        return value
-    if isinstance(value, Mapping) and "kind" in value:
-        return SiameseAffinity.from_dict(value)
-    if isinstance(value, str) and value == SIAMESE_KIND:
-        return SiameseAffinity()
-    return Affinity.from_any(value)
+# ---- SpectralNet's bandwidth rules (used by its scale='local_median' and 'global_median') ----
+_LOCAL_SIGMA_FLOOR = 1e-7  # the PyTorch SpectralNet code clamps its local scales here
 
 
-def affinity_label(spec: Mapping) -> str:
-    """Short text for an affinity given as a dict: ``"affinity=<kind>"`` for a learned one (e.g.
-    ``"affinity=siamese"``), else ``"s=<n_neighbors>"`` (``"s=dense"`` without sparsification). Used in
-    cell and table labels."""
-    if "kind" in spec:
-        return f"affinity={spec['kind']}"
-    neighbors = spec.get("n_neighbors")
-    return f"s={'dense' if neighbors is None else neighbors}"
+def local_median_affinity(Z, n_neighbors, *, self_loops=True, symmetrize="mean"):
+    """Per-batch kNN affinity with local scales, as the PyTorch SpectralNet code builds it.
 
-
-@dataclass(frozen=True)
-class PreparedAffinity:
-    """An affinity specification made ready on the training data of a method.
-
-    Attributes
-    ----------
-    spec : Affinity or SiameseAffinity
-        The resolved specification (what a method records as ``affinity_``).
-    kernel : Affinity
-        The heat kernel evaluated on ``points``.
-    points : torch.Tensor of shape (n, d')
-        The training points the kernel sees, on the method's device: the features themselves, or their
-        learned embedding.
-    """
-
-    spec: object
-    kernel: Affinity
-    points: torch.Tensor
-
-    def batch(self, index) -> torch.Tensor:
-        """Dense affinity of the training points ``index`` (see :func:`batch_affinity`), on their device."""
-        return batch_affinity(self.points[index], self.kernel)
-
-    def graph(self, *, chunk_size=None) -> sp.csr_matrix:
-        """Full graph of all training points (see :func:`knn_graph`), built on their device."""
-        return knn_graph(self.points, self.kernel, device=self.points.device, chunk_size=chunk_size)
-
-
-def prepare_affinity(value, X, *, device="auto", random_state=None) -> PreparedAffinity:
-    """Resolve ``value`` (see :func:`resolve_affinity`) and make it ready on the training data ``X``.
-
-    This is the one entry point methods use, so every method accepts every kind of affinity. A heat
-    kernel on the features needs no training: ``points`` is ``X`` on ``device``. A learned affinity is
-    fitted on ``X`` (or taken from its in-process memo) and ``points`` is the embedding of ``X``, in the
-    dtype of ``X`` when ``X`` is a floating-point tensor.
+    ``sigma_j`` = median of the distances from ``z_j`` to its ``n_neighbors`` nearest points and itself
+    (the zero included), at least 1e-7; ``W_ij = exp(-||z_i - z_j||² / sigma_j²)`` on the ``n_neighbors``
+    nearest neighbours of ``i`` (self excluded), 0 elsewhere; then symmetrised; diagonal 1 or 0.
 
     Parameters
     ----------
-    value : Affinity, SiameseAffinity, dict or str
-    X : array-like or torch.Tensor of shape (n, d)
-    device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, default="auto"
-    random_state : None, int or numpy.random.Generator, default=None
-        Seed of a learned affinity whose specification does not fix one.
+    Z : torch.Tensor of shape (m, d)
+    n_neighbors : int
+        ``1 <= n_neighbors < m``.
+    self_loops : bool, default=True
+    symmetrize : {"mean", "max"}, default="mean"
 
     Returns
     -------
-    PreparedAffinity
+    torch.Tensor of shape (m, m), dtype and device of ``Z``
     """
-    spec = resolve_affinity(value)
-    points = _to_torch(X, resolve_device(device))
-    if isinstance(spec, Affinity):
-        return PreparedAffinity(spec, spec, points)
-    embedding = spec.fit(points, device=points.device, random_state=random_state).transform(points)
-    return PreparedAffinity(spec, spec.kernel, embedding.to(points.dtype))
+    with torch.no_grad():
+        sq = pairwise_sq_dists(Z - Z.mean(dim=0))
+        m = sq.shape[0]
+        if not 1 <= n_neighbors < m:
+            raise CutbenchError(f"n_neighbors={n_neighbors} must be in [1, {m - 1}] for a batch of {m} points; "
+                                f"use a batch_size above n_neighbors.")
+        no_self = sq.clone()
+        no_self.diagonal().fill_(math.inf)
+        kept_sq, columns = torch.topk(no_self, n_neighbors, dim=1, largest=False)
+        with_self = torch.cat([torch.zeros(m, 1, dtype=sq.dtype, device=sq.device), kept_sq], dim=1)
+        sigma = torch.quantile(with_self.sqrt(), 0.5, dim=1).clamp_min(_LOCAL_SIGMA_FLOOR)
+        weights = torch.exp(-kept_sq / sigma[columns].square())
+        W = torch.zeros_like(sq).scatter_(1, columns, weights)
+        W = _symmetrize_dense(W, symmetrize)
+        W.diagonal().fill_(1.0 if self_loops else 0.0)
+    return W
+
+
+def global_median_sigma(Z, scale_neighbor, *, sample_size, generator):
+    """Median over a random sample of points of the distance to the ``scale_neighbor``-th nearest sample point.
+
+    The point itself is its own first neighbour (TF convention), so ``scale_neighbor=2`` is the nearest
+    other point.
+
+    Parameters
+    ----------
+    Z : torch.Tensor of shape (n, d)
+    scale_neighbor : int
+        ``2 <= scale_neighbor <= sample size``.
+    sample_size : int
+        Points drawn without replacement (at most ``n``).
+    generator : torch.Generator
+        CPU generator of the sample.
+
+    Returns
+    -------
+    float
+    """
+    sample_size = min(sample_size, Z.shape[0])
+    if not 2 <= scale_neighbor <= sample_size:
+        raise CutbenchError(f"scale_neighbor={scale_neighbor} must be in [2, {sample_size}] (the point itself "
+                            f"counts as neighbour 1; the sample has {sample_size} points).")
+    sample = Z[torch.randperm(Z.shape[0], generator=generator)[:sample_size].to(Z.device)]
+    with torch.no_grad():
+        sq = pairwise_sq_dists(sample - sample.mean(dim=0))
+        kth = torch.kthvalue(sq, scale_neighbor, dim=1).values.sqrt()
+    sigma = float(np.median(kth.cpu().numpy()))
+    if not sigma > 0:
+        raise CutbenchError("the global median scale is 0: most sampled points have a duplicate. Remove "
+                            "duplicates, use a larger scale_neighbor, or scale='affinity' with a fixed sigma.")
+    return sigma

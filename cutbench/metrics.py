@@ -7,6 +7,9 @@ simply absent from the labels and play no role.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -169,11 +172,39 @@ def rcut_value(W, labels) -> float:
     return float((cut / size).sum())
 
 
+@dataclass(frozen=True)
+class Metric:
+    """An external metric, declared once: the store, the tables and the plots read this declaration.
+
+    Attributes
+    ----------
+    name : str
+        Its key in records and result columns, e.g. ``"acc"``.
+    function : callable
+        ``function(y_true, y_pred, *, nmi_average_method)`` returning a float.
+    higher_is_better : bool
+        The direction tables use to mark the best value and plots state on their axis.
+    label : str
+        Column header, e.g. ``"ACC"``.
+    """
+
+    name: str
+    function: Callable[..., float]
+    higher_is_better: bool
+    label: str
+
+
+METRICS: dict[str, Metric] = {metric.name: metric for metric in (
+    Metric("acc", lambda y_true, y_pred, **_: accuracy(y_true, y_pred), True, "ACC"),
+    Metric("nmi", lambda y_true, y_pred, *, nmi_average_method: nmi(y_true, y_pred, average_method=nmi_average_method),
+           True, "NMI"),
+    Metric("ari", lambda y_true, y_pred, **_: ari(y_true, y_pred), True, "ARI"),
+    Metric("nca", lambda y_true, y_pred, **_: normalized_clustering_accuracy(y_true, y_pred), True, "NCA"),
+)}
+"""Every metric a result records, by name; adding a metric is one entry here."""
+
+
 def evaluate(y_true, y_pred, *, nmi_average_method: str = "arithmetic") -> dict:
-    """All external metrics at once: ``{"acc", "nmi", "ari", "nca"}`` as Python floats."""
-    return {
-        "acc": accuracy(y_true, y_pred),
-        "nmi": nmi(y_true, y_pred, average_method=nmi_average_method),
-        "ari": ari(y_true, y_pred),
-        "nca": normalized_clustering_accuracy(y_true, y_pred),
-    }
+    """Every metric of :data:`METRICS` at once, e.g. ``{"acc", "nmi", "ari", "nca"}``, as Python floats."""
+    return {name: float(metric.function(y_true, y_pred, nmi_average_method=nmi_average_method))
+            for name, metric in METRICS.items()}

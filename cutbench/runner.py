@@ -7,22 +7,25 @@ A cell that raises is stored as ``failed`` with its error and the study goes on.
 
 from __future__ import annotations
 
+import pickle
 import signal
+import subprocess
+import sys
 import threading
 import time
 import traceback
 import warnings
 from contextlib import contextmanager
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 from sklearn.base import clone
 
-from cutbench import __version__, siamese
+from cutbench import __version__
 from cutbench._validation import resolve_device
+from cutbench.affinity import HEAT_KERNEL, AffinityCache, affinity_kind, prepare_affinity
 from cutbench.datasets import compact_features, compute_features, load_dataset, resolve_features
-from cutbench.graph import Affinity, prepare_affinity, resolve_affinity
 from cutbench.methods.base import as_numpy_labels
 from cutbench.methods.registry import make_method
 from cutbench.metrics import evaluate
@@ -178,26 +181,24 @@ def _run_stages(cell: Cell, dataset, device: torch.device, record: dict) -> np.n
 
     warmup, repeats = cell.timing["warmup"], cell.timing["repeats"]
     fit_kwargs = {}
-    spec = resolve_affinity(method.affinity) if hasattr(method, "affinity") else None
-    learned = spec is not None and not isinstance(spec, Affinity)
-    if caps.precomputed_graph or learned:
-        # A learned affinity is trained in this stage and memoised for the fit; its later runs would
-        # only hit the memo, so it is timed once (that run is also its cold time). The memo is emptied
-        # first: a network left by an earlier cell would make this time depend on the order of cells
-        # and on the executor.
-        if learned:
-            siamese.clear_memo()
+    learned = bool(caps.affinity_kinds) and affinity_kind(method.affinity) != HEAT_KERNEL
+    # This cell's cache of learned affinities: the affinity stage trains the network, every fit of the
+    # cell reuses it, and nothing outlives the cell, so the affinity time always includes the training.
+    affinity_cache = AffinityCache()
+    with affinity_cache.active():
+        if caps.precomputed_graph or learned:
+            # A learned affinity's later runs would only hit the cache, so it is timed once (that run is
+            # also its cold time).
+            def build_affinity():
+                prepared = prepare_affinity(method.affinity, X_fit, device=device, random_state=cell.seed)
+                return prepared.graph() if caps.precomputed_graph else None
 
-        def build_affinity():
-            prepared = prepare_affinity(spec, X_fit, device=device, random_state=cell.seed)
-            return prepared.graph() if caps.precomputed_graph else None
-
-        graph = timer.run("affinity", build_affinity, warmup=0 if learned else warmup,
-                          repeats=1 if learned else repeats)
-        if caps.precomputed_graph:
-            fit_kwargs["graph"] = graph
-    # Each run fits a fresh clone: a warm-up run must not warm-start the measured one.
-    fitted = timer.run("fit", lambda: clone(method).fit(X_fit, **fit_kwargs), warmup=warmup, repeats=repeats)
+            graph = timer.run("affinity", build_affinity, warmup=0 if learned else warmup,
+                              repeats=1 if learned else repeats)
+            if caps.precomputed_graph:
+                fit_kwargs["graph"] = graph
+        # Each run fits a fresh clone: a warm-up run must not warm-start the measured one.
+        fitted = timer.run("fit", lambda: clone(method).fit(X_fit, **fit_kwargs), warmup=warmup, repeats=repeats)
     if caps.out_of_sample:
         labels = as_numpy_labels(timer.run("predict", lambda: fitted.predict(X), warmup=warmup, repeats=repeats))
     else:
@@ -217,6 +218,68 @@ def _history(fitted) -> dict | None:
     return {k: [float(v) for v in values] for k, values in history.items()}
 
 
+# ---------------------------------------------------------------------------------------------
+# Executing cells: the store is the only channel back to the caller
+# ---------------------------------------------------------------------------------------------
+_DATASETS = DatasetCache()  # one per worker process
+_CHILD_GRACE_SECONDS = 30.0
+
+
+def execute_cell(cell: Cell, store_root: str, study_name: str) -> tuple[str, str]:
+    """Run one cell, write its record to the store, return ``(key, status)``.
+
+    A cell with a time limit that cannot use SIGALRM here (not the main thread, e.g. a dask
+    worker thread) runs in a child process that is killed if it outlives the limit.
+    """
+    limit = cell.timing.get("time_limit")
+    if limit is not None and threading.current_thread() is not threading.main_thread():
+        return _execute_in_child(cell, store_root, study_name, limit)
+    record, labels = run_cell(cell, _DATASETS, study_name)
+    ResultStore(store_root).write(record, labels)
+    return record["key"], record["status"]
+
+
+def child_main() -> None:
+    """Entry point of a child process: run the pickled ``(cell, store_root, study_name)`` on stdin."""
+    cell, store_root, study_name = pickle.load(sys.stdin.buffer)
+    execute_cell(cell, store_root, study_name)
+
+
+def _execute_in_child(cell: Cell, store_root: str, study_name: str, limit: float) -> tuple[str, str]:
+    # A plain subprocess, not multiprocessing: dask worker processes are daemons and may not fork children.
+    payload = pickle.dumps((cell, store_root, study_name))
+    command = [sys.executable, "-c", "from cutbench.runner import child_main; child_main()"]
+    key = cell_key(identify_cell(cell, _DATASETS)[0])
+    earlier = ResultStore(store_root).get(key)  # a failed record being retried, or None
+    try:
+        child = subprocess.run(command, input=payload, capture_output=True, timeout=limit + _CHILD_GRACE_SECONDS)
+        if ResultStore(store_root).get(key) in (None, earlier):
+            tail = child.stderr.decode(errors="replace")[-2000:]
+            _write_lost(cell, store_root, study_name, "failed",
+                        f"the cell's process died (exit code {child.returncode}): {tail}")
+    except subprocess.TimeoutExpired:
+        _write_lost(cell, store_root, study_name, "timeout",
+                    f"the cell ran past its time limit of {limit:g} s and its process was killed")
+    return key, ResultStore(store_root).get(key)["status"]
+
+
+def _write_lost(cell: Cell, store_root: str, study_name: str, status: str, error: str) -> None:
+    """Record a cell whose process could not record it itself."""
+    config = identify_cell(cell, _DATASETS)[0]
+    ResultStore(store_root).write({"study": study_name, "key": cell_key(config), "config": config,
+                                   "status": status, "error": error, "provenance": provenance()})
+
+
+class InlineExecutor:
+    """Run cells one after another in this process (best timing fidelity)."""
+
+    name = "inline"
+
+    def map(self, cells: list[Cell], store_root: str, study_name: str) -> Iterator[tuple[Cell, str, str]]:
+        for cell in cells:
+            yield (cell, *execute_cell(cell, store_root, study_name))
+
+
 def run_study(study: Study, store: ResultStore, *, executor=None, retry_failed: bool = False,
               cells: list[Cell] | None = None, progress: Callable[[str], None] = print) -> dict:
     """Run every cell of ``study`` (or the selected ``cells``) whose record is not already stored.
@@ -224,8 +287,6 @@ def run_study(study: Study, store: ResultStore, *, executor=None, retry_failed: 
     Stored ``ok`` cells are always skipped; stored failed/timeout/skipped cells are re-run only
     with ``retry_failed``. Returns counts per outcome.
     """
-    from cutbench.executors import InlineExecutor
-
     executor = executor or InlineExecutor()
     cells = study.cells if cells is None else cells
     datasets = DatasetCache()

@@ -19,91 +19,34 @@ epochs of RMSProp. Both references monitor a 10% validation split; here the plat
 training loss, since the objective is unsupervised and every pair is as good as any other. The NeuNcut
 paper's variant (Eq. 14: three neighbours, no positive margin) is ``n_positives=3, pos_margin=0``.
 
-A trained network is memoised in-process, keyed by the content of ``X``, the specification (except its
-kernel, which training does not use), the seed and the device, so methods that share a Siamese network on
-the same data train it once, whatever kernel each applies to the embedding. The study runner empties
-the memo before each cell, so a cell's recorded affinity time always includes the training. Nothing is
-written to disk: the PyTorch reference's file cache silently reused weights trained on another dataset.
+Training is not memoised here: :mod:`cutbench.affinity` trains a learned affinity once per data set,
+specification, seed and device while a runner's :class:`~cutbench.affinity.AffinityCache` is active
+(one per study cell, so a cell's affinity time always includes the training). Nothing is written to
+disk: the PyTorch reference's file cache silently reused weights trained on another dataset.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import math
-import numbers
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
-import numpy as np
-import scipy.sparse as sp
 import torch
 from torch import nn
 
 from cutbench import CutbenchError
 from cutbench._validation import check_features, resolve_device, seed_generators
-from cutbench.graph import Affinity, batch_affinity, knn_graph, knn_search
+from cutbench.graph import Affinity, knn_search
+from cutbench.methods._training import Trainer, forward_in_chunks, plateau_schedule, seeded_mlp
+from cutbench.params import Interval, NoneValue, Satisfies, Widths, canonical_params
 
 SIAMESE_KIND = "siamese"
 """Value of the ``"kind"`` key that marks a dict as a :class:`SiameseAffinity`."""
 
-MEMO_SIZE = 4
-"""Trained Siamese networks kept in the in-process memo (least recently used dropped first)."""
-
 _DISTANCE_EPS = 1e-7  # d = sqrt(max(||.||^2, eps)): the square root has no finite gradient at 0
 _MIN_LR = 1e-7  # training stops once the plateau schedule has decayed the learning rate this far
 _LR_DECAY = 0.1
-
-ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "softplus": nn.Softplus, "tanh": nn.Tanh}
-"""Activation names accepted by :func:`seeded_mlp`."""
-
-_memo: OrderedDict = OrderedDict()
-
-
-def seeded_mlp(widths, *, activation="relu", output_activation=None, generator, dtype=torch.float32) -> nn.Sequential:
-    """A Linear/activation stack ``widths[0] -> ... -> widths[-1]`` drawn from ``generator`` only.
-
-    Weights and biases follow torch's default ``nn.Linear`` initialisation (Kaiming-uniform with
-    ``a = sqrt(5)``, biases uniform in ``±1/sqrt(fan_in)``), which is what the PyTorch references use.
-    The layers are created on the meta device and filled on the CPU, so the global torch RNG is never
-    consumed and the same seed gives the same network on any device.
-
-    Parameters
-    ----------
-    widths : sequence of int
-        Input width, hidden widths, output width.
-    activation : str, default="relu"
-        Activation after each hidden layer, a key of :data:`ACTIVATIONS`.
-    output_activation : str or None, default=None
-        Activation after the last layer; None leaves it linear.
-    generator : torch.Generator
-        CPU generator the parameters are drawn from.
-    dtype : torch.dtype, default=torch.float32
-
-    Returns
-    -------
-    torch.nn.Sequential on the CPU
-    """
-    for name in (activation, output_activation):
-        if name is not None and name not in ACTIVATIONS:
-            raise CutbenchError(f"unknown activation {name!r}; accepted: {', '.join(map(repr, ACTIVATIONS))}.")
-    layers: list[nn.Module] = []
-    n_layers = len(widths) - 1
-    for index, (width_in, width_out) in enumerate(zip(widths[:-1], widths[1:])):
-        layers.append(nn.Linear(width_in, width_out, device="meta", dtype=dtype))
-        after = activation if index < n_layers - 1 else output_activation
-        if after is not None:
-            layers.append(ACTIVATIONS[after]())
-    model = nn.Sequential(*layers).to_empty(device="cpu")
-    with torch.no_grad():
-        for layer in model:
-            if isinstance(layer, nn.Linear):
-                nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
-                bound = 1.0 / math.sqrt(layer.in_features)
-                nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
-    return model
 
 
 def contrastive_loss(z_left, z_right, is_positive, *, pos_margin, neg_margin):
@@ -128,20 +71,6 @@ def contrastive_loss(z_left, z_right, is_positive, *, pos_margin, neg_margin):
     positive = (distance - pos_margin).clamp_min(0.0).square()
     negative = (neg_margin - distance).clamp_min(0.0).square()
     return torch.where(is_positive, positive, negative).mean()
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise CutbenchError(f"SiameseAffinity.{name} must be an integer >= {minimum}; got {value!r}.")
-    return int(value)
-
-
-def _check_real(name, value, minimum, *, strict):
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or not (value > minimum if strict else value >= minimum):
-        raise CutbenchError(f"SiameseAffinity.{name} must be a finite number {'>' if strict else '>='} {minimum}; "
-                            f"got {value!r}.")
-    return float(value)
 
 
 @dataclass(frozen=True)
@@ -194,24 +123,30 @@ class SiameseAffinity:
     patience: int = 10
     random_state: int | None = None
 
+    kind: ClassVar[str] = SIAMESE_KIND
+    _parameter_constraints: ClassVar[dict] = {
+        "kernel": [Satisfies(Affinity.from_any, "an Affinity, a dict of its fields or a preset name")],
+        "hidden_dims": [Widths((1024, 1024, 512))],
+        "embedding_dim": [Interval(int, 1)],
+        "n_positives": [Interval(int, 1)],
+        "pos_margin": [Interval(float, 0)],
+        "neg_margin": [Interval(float, 0, None, closed="neither")],
+        "epochs": [Interval(int, 1)],
+        "batch_size": [Interval(int, 1)],
+        "lr": [Interval(float, 0, None, closed="neither")],
+        "patience": [Interval(int, 1)],
+        "random_state": [Interval(int, 0), NoneValue("the seed of the method")],
+    }
+
     def __post_init__(self):
-        # Frozen dataclass: normalised values are set through object.__setattr__.
-        set_field = object.__setattr__
-        set_field(self, "kernel", Affinity.from_any(self.kernel))
-        widths = self.hidden_dims
-        if not isinstance(widths, (tuple, list)) or not all(
-                isinstance(w, numbers.Integral) and not isinstance(w, bool) and w >= 1 for w in widths):
-            raise CutbenchError(f"SiameseAffinity.hidden_dims must be a tuple of positive integers, e.g. "
-                                f"(1024, 1024, 512); got {widths!r}.")
-        set_field(self, "hidden_dims", tuple(int(w) for w in widths))
-        for name, minimum in (("embedding_dim", 1), ("n_positives", 1), ("epochs", 1), ("batch_size", 1),
-                              ("patience", 1)):
-            set_field(self, name, _check_int(name, getattr(self, name), minimum))
-        set_field(self, "pos_margin", _check_real("pos_margin", self.pos_margin, 0.0, strict=False))
-        set_field(self, "neg_margin", _check_real("neg_margin", self.neg_margin, self.pos_margin, strict=True))
-        set_field(self, "lr", _check_real("lr", self.lr, 0.0, strict=True))
-        if self.random_state is not None:
-            set_field(self, "random_state", _check_int("random_state", self.random_state, 0))
+        # Frozen dataclass: canonical values are set through object.__setattr__.
+        fields = canonical_params("SiameseAffinity", self._parameter_constraints,
+                                  {field.name: getattr(self, field.name) for field in dataclasses.fields(self)})
+        if not fields["neg_margin"] > fields["pos_margin"]:
+            raise CutbenchError(f"SiameseAffinity: neg_margin must be a number > pos_margin = {fields['pos_margin']:g}; "
+                                f"got {fields['neg_margin']!r}.")
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
 
     def to_dict(self) -> dict:
         """Plain dict with ``kind="siamese"``; ``resolve_affinity(s.to_dict()) == s``."""
@@ -229,12 +164,14 @@ class SiameseAffinity:
         unknown = [key for key in fields if key not in accepted]
         if unknown:
             raise CutbenchError(f"unknown SiameseAffinity key(s) {unknown}; accepted keys: kind, {', '.join(accepted)}.")
-        if "hidden_dims" in fields and isinstance(fields["hidden_dims"], list):
-            fields["hidden_dims"] = tuple(fields["hidden_dims"])
         return cls(**fields)
 
+    def training_params(self) -> dict:
+        """The fields that decide the trained network: all but the kernel (applied after training) and the seed."""
+        return {name: value for name, value in self.to_dict().items() if name not in ("kernel", "random_state")}
+
     def fit(self, X, *, device="auto", random_state=None) -> SiameseEmbedding:
-        """Train the Siamese network on ``X``, or return the memoised one trained on the same data.
+        """Train the Siamese network on ``X``.
 
         Parameters
         ----------
@@ -249,47 +186,15 @@ class SiameseAffinity:
         SiameseEmbedding
         """
         X = check_features(X, min_samples=2)
-        device = resolve_device(device)
-        seed = self.random_state
-        if seed is None:
-            _, _, seed = seed_generators(random_state)
-        # The seed enters the key once, resolved: a spec fixing seed s and a method passing s share a network.
-        # The kernel is left out: training never uses it, so specs differing only in it share a network.
-        params = {name: value for name, value in self.to_dict().items() if name not in ("random_state", "kernel")}
-        key = (_fingerprint(X), json.dumps(params, sort_keys=True), seed, str(device))
-        if key in _memo:
-            _memo.move_to_end(key)
-            fitted = _memo[key]
-            if fitted.kernel == self.kernel:
-                return fitted
-            return SiameseEmbedding(self, fitted.network, fitted.history, fitted.n_features_in)
-        fitted = _train(self, X, device, seed)
-        _memo[key] = fitted
-        while len(_memo) > MEMO_SIZE:
-            _memo.popitem(last=False)
-        return fitted
-
-
-def clear_memo() -> None:
-    """Forget every memoised Siamese network (frees their memory)."""
-    _memo.clear()
-
-
-def _fingerprint(X) -> str:
-    """sha256 of the values, shape and dtype of ``X``: the data part of the memo key."""
-    array = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else X
-    array = np.ascontiguousarray(array)
-    digest = hashlib.sha256(f"{array.shape}|{array.dtype}".encode())
-    digest.update(memoryview(array).cast("B"))
-    return digest.hexdigest()
+        seed = self.random_state if self.random_state is not None else seed_generators(random_state)[2]
+        return _train(self, X, resolve_device(device), seed)
 
 
 class SiameseEmbedding:
-    """A trained Siamese network and the heat kernel of its specification.
+    """A trained Siamese network: ``transform`` maps features to the space the kernel is applied in.
 
     Attributes
     ----------
-    spec : SiameseAffinity
     network : torch.nn.Sequential
         The trained network, in eval mode, on the device it was trained on.
     history : dict of list of float
@@ -297,15 +202,10 @@ class SiameseEmbedding:
     n_features_in : int
     """
 
-    def __init__(self, spec: SiameseAffinity, network: nn.Sequential, history: dict, n_features_in: int):
-        self.spec = spec
+    def __init__(self, network: nn.Sequential, history: dict, n_features_in: int):
         self.network = network
         self.history = history
         self.n_features_in = n_features_in
-
-    @property
-    def kernel(self) -> Affinity:
-        return self.spec.kernel
 
     def transform(self, X, *, chunk_size: int = 65536) -> torch.Tensor:
         """Embeddings ``z = f(X)`` of shape (n, embedding_dim), float32, on the network's device."""
@@ -313,22 +213,7 @@ class SiameseEmbedding:
         if X.shape[1] != self.n_features_in:
             raise CutbenchError(f"X has {X.shape[1]} features but the Siamese network was trained on "
                                 f"{self.n_features_in}; pass features from the same pipeline.")
-        parameter = next(self.network.parameters())
-        outputs = []
-        with torch.inference_mode():
-            for start in range(0, X.shape[0], chunk_size):
-                chunk = torch.as_tensor(X[start:start + chunk_size]).to(parameter.device, parameter.dtype)
-                outputs.append(self.network(chunk))
-        return torch.cat(outputs)
-
-    def batch_affinity(self, X) -> torch.Tensor:
-        """:func:`cutbench.graph.batch_affinity` of the kernel on the embeddings of the batch ``X``."""
-        return batch_affinity(self.transform(X), self.kernel)
-
-    def knn_graph(self, X, *, chunk_size=None) -> sp.csr_matrix:
-        """:func:`cutbench.graph.knn_graph` of the kernel on the embeddings of ``X``."""
-        Z = self.transform(X)
-        return knn_graph(Z, self.kernel, device=Z.device, chunk_size=chunk_size)
+        return forward_in_chunks(self.network, X, chunk_size, to_cpu=False)
 
 
 def _negatives(neighbors: torch.Tensor, n_per_point: int, generator: torch.Generator) -> torch.Tensor:
@@ -364,16 +249,13 @@ def _train(spec: SiameseAffinity, X, device: torch.device, seed: int) -> Siamese
     network = seeded_mlp([n_features, *spec.hidden_dims, spec.embedding_dim], activation="relu",
                          output_activation="relu", generator=generator).to(device)
     optimizer = torch.optim.Adam(network.parameters(), lr=spec.lr)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=_LR_DECAY, patience=spec.patience)
+    trainer = Trainer("Siamese", network, optimizer, scheduler=plateau_schedule(optimizer, factor=_LR_DECAY,
+                                                                                 patience=spec.patience),
+                      min_lr=_MIN_LR, hint=f"lower lr (now {spec.lr}).")
     n_pairs = left.numel()
-    history = {"loss": [], "lr": []}
-    for epoch in range(spec.epochs):
-        lr = optimizer.param_groups[0]["lr"]
-        if lr <= _MIN_LR:
-            break
-        history["lr"].append(lr)
+
+    def epoch_steps(epoch):
         order = torch.randperm(n_pairs, generator=generator).to(device)
-        total = torch.zeros((), device=device)
         for start in range(0, n_pairs, spec.batch_size):
             batch = order[start:start + spec.batch_size]
             n_batch = batch.numel()
@@ -381,16 +263,7 @@ def _train(spec: SiameseAffinity, X, device: torch.device, seed: int) -> Siamese
             z = network(X_device[torch.cat([left[batch], right[batch]])])
             loss = contrastive_loss(z[:n_batch], z[n_batch:], is_positive[batch], pos_margin=spec.pos_margin,
                                     neg_margin=spec.neg_margin)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.detach() * n_batch
-        mean_loss = float(total) / n_pairs  # one host transfer per epoch
-        if not math.isfinite(mean_loss):
-            raise CutbenchError(f"Siamese training diverged at epoch {epoch + 1} (loss={mean_loss}); lower lr "
-                                f"(now {spec.lr}).")
-        history["loss"].append(mean_loss)
-        scheduler.step(mean_loss)
-    network.eval()
-    network.requires_grad_(False)
-    return SiameseEmbedding(spec, network, history, n_features)
+            yield loss, loss.detach().reshape(1), n_batch  # the epoch loss is the mean over pairs
+
+    history = trainer.run(spec.epochs, epoch_steps)
+    return SiameseEmbedding(network, history, n_features)

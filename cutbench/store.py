@@ -18,16 +18,16 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
 
 from cutbench import CutbenchError
 from cutbench.canonical import canonical_json, json_default
+from cutbench.metrics import METRICS
 
 STATUSES = ("ok", "failed", "timeout", "skipped")
-_METRICS = ("acc", "nmi", "ari", "nca")
 STAGES = ("features", "affinity", "fit", "predict", "total")
 
 
@@ -141,7 +141,7 @@ def flatten_record(record: dict) -> dict:
         "nmi_average_method": config["protocol"].get("nmi_average_method"),
     }
     metrics = record.get("metrics") or {}
-    for name in _METRICS:
+    for name in METRICS:
         row[name] = metrics.get(name, np.nan)
     timings = record.get("timings") or {}
     for stage in STAGES:

@@ -33,8 +33,20 @@ from typing import Any
 import yaml
 
 from cutbench import CutbenchError
-from cutbench.graph import Affinity, affinity_label, resolve_affinity
-from cutbench.methods.registry import get_method, make_method
+from cutbench.affinity import (
+    HEAT_KERNEL,
+    affinity_kind,
+    affinity_label,
+    canonical_affinity,
+)
+from cutbench.datasets import (
+    canonical_dataset_name,
+    canonical_features,
+    check_dataset_params,
+    compact_features,
+)
+from cutbench.graph import Affinity
+from cutbench.methods.registry import get_method
 
 _STUDY_KEYS = {"name", "description", "datasets", "features", "affinity", "methods", "protocol", "seeds",
                "device", "timing"}
@@ -68,8 +80,6 @@ class Cell:
             parts.append(affinity_label(affinity))
         params = ", ".join(parts)
         train = self.protocol.get("train_size")
-        from cutbench.datasets import compact_features
-
         shown = compact_features(self.features)  # parameters at their defaults are left out
         features = "" if shown == {"name": "raw"} else " · " + ", ".join(
             [shown.pop("name"), *(f"{k}={v}" for k, v in shown.items())])
@@ -92,10 +102,13 @@ class Cell:
 
 @dataclass
 class Study:
+    """An expanded study: its cells, and the combinations refused at expansion with the reason."""
+
     name: str
     description: str
     cells: list[Cell]
     source: Path | None = None
+    refused: list[str] = field(default_factory=list)
 
 
 class _LineLoader(yaml.SafeLoader):
@@ -146,8 +159,11 @@ def _product(mapping: dict) -> list[dict]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*(_as_axis(mapping[k]) for k in keys))]
 
 
-def load_study(path, overrides: list[str] = ()) -> Study:
-    """Read a study file, apply ``--set`` overrides (``KEY=V1,V2``) and expand it."""
+def load_study(path, overrides: list[str] = (), *, report=None) -> Study:
+    """Read a study file, apply ``--set`` overrides (see :func:`apply_override`) and expand it.
+
+    ``report``, if given, is called with one line per override saying what it changed.
+    """
     path = Path(path)
     if not path.is_file():
         raise CutbenchError(f"study file {path} does not exist; built-in studies live in benchmarks/studies/.")
@@ -156,46 +172,128 @@ def load_study(path, overrides: list[str] = ()) -> Study:
     except yaml.YAMLError as exc:
         raise CutbenchError(f"{path} is not valid YAML: {exc}") from exc
     for override in overrides:
-        apply_override(raw, override)
+        changed = apply_override(raw, override)
+        if report is not None:
+            report(f"--set {override}: changed {', '.join(changed)}")
     return expand_study(raw, source=path)
 
 
-def _parse_values(text: str) -> list:
-    return [yaml.safe_load(v) for v in text.split(",")]
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas outside brackets, braces and quotes: ``"[1,2],3"`` -> ``["[1,2]", "3"]``."""
+    pieces, depth, quote, start = [], 0, None, 0
+    for index, char in enumerate(text):
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            pieces.append(text[start:index])
+            start = index + 1
+    pieces.append(text[start:])
+    return pieces
 
 
-def apply_override(raw: dict, override: str) -> None:
-    """Apply one ``--set KEY=V1[,V2...]`` to a raw study mapping; several values make a sweep axis.
+def parse_values(text: str, option: str = "--set") -> list:
+    """The values of ``KEY=TEXT``: each comma-separated piece read as YAML (commas inside ``[...]``,
+    ``{...}`` or quotes do not separate), e.g. ``80,100`` -> ``[80, 100]`` and ``[64,64]`` ->
+    ``[[64, 64]]``."""
+    values = []
+    for piece in _split_top_level(text):
+        if not piece.strip():
+            raise CutbenchError(f"{option}: empty value in {text!r}; write null for None, and separate values with "
+                                "single commas.")
+        try:
+            values.append(yaml.safe_load(piece))
+        except yaml.YAMLError as exc:
+            reason = str(exc).splitlines()[0]
+            raise CutbenchError(f"{option}: {piece.strip()!r} is not a valid YAML value ({reason}); write lists "
+                                "as [a, b], mappings as {key: value}, and quote strings with special characters.") \
+                from None
+    return values
 
-    KEY is ``<method>.<param>`` (e.g. ``neuncut.gamma``), ``<dataset>.<param>``, ``affinity.<field>``,
-    ``protocol.<key>``, ``timing.<key>``, ``seeds`` or ``device``.
+
+def _entry_address(key: str) -> tuple[str, int | None]:
+    """``"neuncut#2"`` -> ``("neuncut", 2)`` (the second entry of that name); ``"neuncut"`` -> ``("neuncut", None)``."""
+    name, _, number = key.partition("#")
+    if not number:
+        return name, None
+    if not number.isdigit() or int(number) < 1:
+        raise CutbenchError(f"--set: {key!r} addresses an entry as NAME#N with N = 1, 2, ...; got {number!r}.")
+    return name, int(number)
+
+
+def _same_dataset(entry_name, wanted: str) -> bool:
+    try:
+        return canonical_dataset_name(str(entry_name)) == canonical_dataset_name(wanted)
+    except CutbenchError:
+        return entry_name == wanted
+
+
+def apply_override(raw: dict, override: str) -> list[str]:
+    """Apply one ``--set KEY=VALUE[,VALUE...]`` to a raw study mapping; return what it changed.
+
+    Each value is YAML (so lists and mappings work: ``neuncut.hidden_dims=[64,64]``); several
+    comma-separated values make a sweep axis (``neuncut.gamma=80,100``). KEY is
+    ``<method>.<param>`` or ``<dataset>.<param>``, applied to every entry of that name, or to the
+    N-th only with ``<name>#N.<param>``; ``affinity.<field>``, ``protocol.<key>``, ``timing.<key>``;
+    or ``seeds``, ``device``, ``features``, ``name``.
+
+    Returns
+    -------
+    list of str
+        The parts of the study changed, e.g. ``["methods[2] (neuncut)", "methods[3] (neuncut)"]``.
+
+    Raises
+    ------
+    CutbenchError
+        A malformed override or value, or a key that matches nothing in the study (the message lists
+        what it could have matched).
     """
     if "=" not in override:
         raise CutbenchError(f"--set needs KEY=VALUE[,VALUE...]; got {override!r}.")
     key, text = override.split("=", 1)
-    values = _parse_values(text)
+    values = parse_values(text)
     value = values if len(values) > 1 or key == "seeds" else values[0]
+    if key == "seeds" and len(values) == 1 and isinstance(values[0], list):
+        value = values[0]
     head, _, rest = key.partition(".")
     if key in ("seeds", "device") or (not rest and head in ("features", "name")):
         raw[key] = value
-        return
+        return [key]
     if head in ("affinity", "protocol", "timing") and rest:
-        section = raw.setdefault(head, {}) or {}
+        section = raw.get(head) or {}
         raw[head] = section
         section[rest] = value
-        return
-    for section, what in (("methods", "grid"), ("datasets", "grid")):
-        entries = raw.get(section) or []
-        for i, entry in enumerate(entries):
-            entry = {"name": entry} if isinstance(entry, str) else entry
-            entries[i] = entry
-            if entry.get("name") == head and rest:
-                entry.setdefault(what, {})[rest] = values
-                entry.get("params", {}).pop(rest, None)
-                return
+        return [f"{head}.{rest}"]
+    name, number = _entry_address(head)
+    changed = []
+    if rest:
+        for section in ("methods", "datasets"):
+            entries = raw.get(section) or []
+            matching = [i for i, entry in enumerate(entries)
+                        if (entry if isinstance(entry, str) else entry.get("name")) == name
+                        or (section == "datasets" and _same_dataset(entry if isinstance(entry, str)
+                                                                    else entry.get("name"), name))]
+            if number is not None:
+                if number > len(matching):
+                    raise CutbenchError(f"--set {override!r}: the study has {len(matching)} {section} entr"
+                                        f"{'y' if len(matching) == 1 else 'ies'} named {name!r}, not {number}.")
+                matching = matching[number - 1:number]
+            for i in matching:
+                entry = entries[i] = {"name": entries[i]} if isinstance(entries[i], str) else entries[i]
+                entry.setdefault("grid", {})[rest] = values
+                (entry.get("params") or {}).pop(rest, None)
+                changed.append(f"{section}[{i + 1}] ({name})")
+            if changed:
+                return changed
     names = [e if isinstance(e, str) else e.get("name") for s in ("methods", "datasets") for e in raw.get(s) or []]
-    raise CutbenchError(f"--set {override!r}: {head!r} is neither a method or dataset of the study ({', '.join(names)}) "
-                        "nor one of affinity.*, protocol.*, timing.*, seeds, device.")
+    raise CutbenchError(f"--set {override!r}: {head!r} matches no entry; it must be a method or dataset of the study "
+                        f"({', '.join(map(str, names))}) followed by .<param>, or one of affinity.*, protocol.*, "
+                        "timing.*, seeds, device, features, name.")
 
 
 def select_cells(cells: list[Cell], filters: list[str]) -> list[Cell]:
@@ -204,7 +302,7 @@ def select_cells(cells: list[Cell], filters: list[str]) -> list[Cell]:
         if "=" not in flt:
             raise CutbenchError(f"--only needs KEY=VALUE[,VALUE...]; got {flt!r}.")
         key, text = flt.split("=", 1)
-        wanted = _parse_values(text)
+        wanted = parse_values(text, "--only")
         known = set().union(*(c.fields() for c in cells)) if cells else set()
         if key not in known:
             raise CutbenchError(f"--only {flt!r}: unknown key {key!r}; accepted: {', '.join(sorted(known))}.")
@@ -236,31 +334,70 @@ def expand_study(raw: dict, source=None) -> Study:
         raise CutbenchError(f"{_where(source, raw, 'seeds')}: seeds must be a non-empty list of integers; "
                             f"got {_strip(seeds)!r}.")
 
-    affinities = [None]
-    if raw.get("affinity") is not None:
-        _check_keys(raw["affinity"], set(Affinity.__dataclass_fields__), "affinity", source)
-        affinities = [Affinity.from_any(a).to_dict() for a in _product(_strip(raw["affinity"]))]
-
+    affinities = _expand_study_affinity(raw, source)
     datasets = _expand_datasets(raw["datasets"], source)
     methods = _expand_methods(raw["methods"], source)
-    cells = []
-    for (d_name, d_params), features, affinity, (m_name, m_params, takes_affinity), protocol, seed, device in \
+    cells, refused = [], []
+    for (d_name, d_params), features, affinity, (m_name, m_params, kinds), protocol, seed, device in \
             itertools.product(datasets, features_axis, affinities, methods, protocols, seeds, devices):
-        if not takes_affinity and affinity is not affinities[0]:
+        if not kinds and affinity is not affinities[0]:
             continue  # a method without an affinity is not repeated along the affinity axis
         params = dict(m_params)
-        if takes_affinity:
-            given = params.get("affinity")
-            if isinstance(given, str) or _is_learned(given):  # recorded as the fields it stands for
-                params["affinity"] = resolve_affinity(given).to_dict()
-            elif affinity is not None or given is not None:  # method fields override the study's
-                params["affinity"] = Affinity.from_any({**(affinity or {}), **(given or {})}).to_dict()
+        if kinds:
+            params.update(_cell_affinity(params.get("affinity"), affinity, m_name, source))
+            kind = affinity_kind(params.get("affinity", get_method(m_name)().affinity))
+            if kind not in kinds:
+                refused.append(f"{d_name} · {m_name}: {m_name} takes the affinity kinds {', '.join(kinds)}, not "
+                               f"{kind!r}")
+                continue
         cells.append(Cell(dataset=d_name, dataset_params=d_params, features=features, method=m_name,
                           method_params=params, protocol=protocol, seed=seed, device=device, timing=timing))
+    refused = list(dict.fromkeys(refused))  # one line per refused combination, whatever the other axes
     if not cells:
+        why = f" All were refused: {'; '.join(refused)}." if refused else ""
         raise CutbenchError(f"{source or '<study>'}: the study expands to no cells; give at least one dataset, "
-                            "method and seed.")
-    return Study(name=str(raw["name"]), description=str(raw.get("description", "")), cells=cells, source=source)
+                            f"method and seed.{why}")
+    return Study(name=str(raw["name"]), description=str(raw.get("description", "")), cells=cells, source=source,
+                 refused=refused)
+
+
+def _expand_study_affinity(raw, source) -> list[dict | None]:
+    """The study's ``affinity`` axis: heat-kernel fields (a list value is an axis), or one learned
+    specification (``kind: siamese``) taken whole."""
+    value = raw.get("affinity")
+    if value is None:
+        return [None]
+    if isinstance(value, dict) and "kind" in value and value["kind"] != HEAT_KERNEL:
+        try:
+            return [canonical_affinity(_strip(value))]
+        except CutbenchError as exc:
+            raise CutbenchError(f"{_where(source, raw, 'affinity')}: {exc}") from None
+    _check_keys(value, {*Affinity.__dataclass_fields__, "kind"}, "affinity", source)
+    fields = {key: item for key, item in _strip(value).items() if key != "kind"}
+    try:
+        return [Affinity.from_any(point).to_dict() for point in _product(fields)]
+    except CutbenchError as exc:
+        raise CutbenchError(f"{_where(source, raw, 'affinity')}: {exc}") from None
+
+
+def _cell_affinity(given, study_affinity, method: str, source) -> dict:
+    """The ``affinity`` parameter of one cell, as the dict of its specification (empty: the method's default).
+
+    A method's own preset name or learned specification is taken whole; its heat-kernel fields
+    override the study's, field by field.
+    """
+    try:
+        if isinstance(given, str) or _is_learned(given):
+            return {"affinity": canonical_affinity(given)}
+        if given is not None and study_affinity is not None and _is_learned(study_affinity):
+            return {"affinity": canonical_affinity(given)}
+        if study_affinity is not None and _is_learned(study_affinity):
+            return {"affinity": study_affinity}
+        if study_affinity is not None or given is not None:  # method fields override the study's
+            return {"affinity": canonical_affinity({**(study_affinity or {}), **(given or {})})}
+    except CutbenchError as exc:
+        raise CutbenchError(f"{source or '<study>'}: method {method!r}: {exc}") from None
+    return {}
 
 
 def _expand_features(value, raw, source) -> list[dict]:
@@ -268,8 +405,6 @@ def _expand_features(value, raw, source) -> list[dict]:
 
     Within a mapping, a list value is an axis too (``{name: pca, n_components: [50, 100]}``).
     """
-    from cutbench.datasets import canonical_features
-
     out = []
     for entry in _as_axis(_strip(value)):
         entry = {"name": entry} if isinstance(entry, str) else entry
@@ -309,8 +444,6 @@ def _expand_timing(timing, source) -> dict:
 
 
 def _expand_datasets(entries, source) -> list[tuple[str, dict]]:
-    from cutbench.datasets import check_dataset_params
-
     if not isinstance(entries, list) or not entries:
         raise CutbenchError(f"{source or '<study>'}: datasets must be a non-empty list.")
     out = []
@@ -319,10 +452,11 @@ def _expand_datasets(entries, source) -> list[tuple[str, dict]]:
         _check_keys(entry, _DATASET_KEYS, "a dataset entry", source)
         for combo in _grid(entry, source):
             try:
-                params = check_dataset_params(entry["name"], combo)  # defaults resolved: equal data, equal key
+                name = canonical_dataset_name(entry["name"])  # "fashion-mnist" and "FashionMNIST" are one dataset
+                params = check_dataset_params(name, combo)  # defaults resolved: equal data, equal key
             except CutbenchError as exc:
                 raise CutbenchError(f"{_where(source, entry, 'name')}: {exc}") from None
-            out.append((entry["name"], params))
+            out.append((name, params))
     return out
 
 
@@ -351,10 +485,15 @@ def _grid(entry, source) -> list[dict]:
 
 def _is_learned(affinity) -> bool:
     """A learned affinity (e.g. ``{kind: siamese, ...}``) is whole in itself: study heat-kernel fields do not apply."""
-    return isinstance(affinity, dict) and "kind" in affinity
+    return isinstance(affinity, dict) and affinity.get("kind", HEAT_KERNEL) != HEAT_KERNEL
 
 
-def _expand_methods(entries, source) -> list[tuple[str, dict, bool]]:
+def _expand_methods(entries, source) -> list[tuple[str, dict, tuple[str, ...]]]:
+    """``(name, canonical parameters, affinity kinds it takes)`` for every grid point of every method entry.
+
+    Parameters are validated here, before anything runs, against the method's declared constraints
+    and the rules between them; the affinity is validated once merged with the study's.
+    """
     if not isinstance(entries, list) or not entries:
         raise CutbenchError(f"{source or '<study>'}: methods must be a non-empty list.")
     out = []
@@ -363,19 +502,26 @@ def _expand_methods(entries, source) -> list[tuple[str, dict, bool]]:
         _check_keys(entry, _METHOD_KEYS, "a method entry", source)
         name = entry.get("name")
         try:
-            takes_affinity = "affinity" in get_method(name)().get_params(deep=False)
+            cls = get_method(name)
         except CutbenchError as exc:
             raise CutbenchError(f"{_where(source, entry, 'name')}: {exc}") from None
+        accepted = sorted(cls().get_params(deep=False))
         for params in _grid(entry, source):
             for reserved in _HARNESS_PARAMS:
                 if reserved in params:
                     raise CutbenchError(f"{_where(source, entry)}: {reserved!r} is set by the harness "
                                         "(from the dataset, the seed and the study's device); remove it.")
+            unknown = sorted(set(params) - set(accepted))
+            if unknown:
+                raise CutbenchError(f"{_where(source, entry, 'name')}: unknown parameter(s) {', '.join(unknown)} "
+                                    f"for method {name!r}; accepted: {', '.join(accepted)}.")
+            affinity = params.pop("affinity", None)
             try:
-                make_method(name, **params)
-                if "affinity" in params:
-                    resolve_affinity(params["affinity"])
+                params = cls.canonical_params(params)
+                cls(**params)._check_param_relations()
             except CutbenchError as exc:
                 raise CutbenchError(f"{_where(source, entry, 'name')}: {exc}") from None
-            out.append((name, params, takes_affinity))
+            if affinity is not None:
+                params["affinity"] = affinity
+            out.append((name, params, cls.capabilities.affinity_kinds))
     return out

@@ -108,10 +108,33 @@ def list_datasets() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def _spelling(name: str) -> str:
+    return "".join(char for char in name.lower() if char.isalnum())
+
+
+def canonical_dataset_name(name) -> str:
+    """The registered name of a dataset, whatever its usual spelling.
+
+    Case, hyphens, underscores and spaces are ignored, so ``"fashion-mnist"``, ``"Fashion MNIST"`` and
+    ``"FashionMNIST"`` are all ``"fashion_mnist"``.
+
+    Raises
+    ------
+    CutbenchError
+        For a name no dataset is registered under; the message lists the registered names.
+    """
+    if isinstance(name, str):
+        if name in _REGISTRY:
+            return name
+        matches = [registered for registered in _REGISTRY if _spelling(registered) == _spelling(name)]
+        if len(matches) == 1:
+            return matches[0]
+    raise CutbenchError(f"unknown dataset {name!r}; available: {', '.join(list_datasets())} (case, '-', '_' and "
+                        "spaces do not matter).")
+
+
 def _get_loader(name) -> _Loader:
-    if name not in _REGISTRY:
-        raise CutbenchError(f"unknown dataset {name!r}; available: {', '.join(list_datasets())}.")
-    return _REGISTRY[name]
+    return _REGISTRY[canonical_dataset_name(name)]
 
 
 def coerce_param(owner: str, key: str, value, default):
@@ -163,7 +186,7 @@ def check_dataset_params(name: str, params: dict) -> dict:
     Parameters
     ----------
     name : str
-        A name from :func:`list_datasets`.
+        A name from :func:`list_datasets`, in any of its usual spellings (see :func:`canonical_dataset_name`).
     params : dict
         Parameters as they would be passed to :func:`load_dataset`; not modified.
 
@@ -179,6 +202,7 @@ def check_dataset_params(name: str, params: dict) -> dict:
         Unknown dataset (lists the available ones), unknown parameter (lists the accepted ones
         with their defaults), or a value of the wrong type.
     """
+    name = canonical_dataset_name(name)
     loader = _get_loader(name)
     unknown = sorted(set(params) - set(loader.defaults))
     if unknown:
@@ -209,6 +233,7 @@ def load_dataset(name: str, **params) -> Dataset:
     >>> data.X.shape, data.meta["class_counts"]
     ((1000, 2), [500, 500])
     """
+    name = canonical_dataset_name(name)
     resolved = check_dataset_params(name, params)
     X, y, *extra = _get_loader(name).function(**resolved)
     X = np.ascontiguousarray(X, dtype=np.float32)

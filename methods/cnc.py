@@ -13,17 +13,18 @@ deterministic ``argmax Z`` (paper Algorithm 1, line 9).
 from __future__ import annotations
 
 import math
-import warnings
 from typing import ClassVar
 
-import numpy as np
 import torch
-from torch import nn
 
-from cutbench import CutbenchError, CutbenchWarning
-from cutbench._validation import check_batch_size, check_hidden_dims, check_number, seed_generators
-from cutbench.graph import Affinity, batch_affinity
-from cutbench.methods.base import Capabilities, ClusteringMethod, as_numpy_labels, forward_in_chunks
+from cutbench import CutbenchError
+from cutbench._validation import check_batch_size, seed_generators
+from cutbench.affinity import prepare_affinity
+from cutbench.graph import Affinity
+from cutbench.methods._training import (DTYPE_CONSTRAINT, DTYPES, Trainer, argmax_labels, plateau_schedule,
+                                        seeded_mlp, softmax_memberships, warn_if_collapsed)
+from cutbench.methods.base import AFFINITY, EVERY_AFFINITY, Capabilities, ClusteringMethod
+from cutbench.params import Interval, Options, Widths
 
 OPTIMIZERS = ("adam", "rmsprop")
 """``"adam"``: the paper (§5.7). ``"rmsprop"``: the reference code (TF1 RMSProp, decay 0.9, epsilon 1e-10)."""
@@ -36,8 +37,6 @@ TAU_UPDATE_EVERY = 20
 
 MIN_LR = 1e-9
 """Training stops once the learning rate has been dropped to this value or below (reference code)."""
-
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 PRESETS = {
     # Paper §5.7 (the clustering-net settings; the paper feeds Siamese/AE embeddings to the net).
@@ -127,26 +126,6 @@ def temperature_schedule(tau_start, tau_min, epochs, decay=3e-5):
     return taus
 
 
-def build_cnc_net(n_features, hidden_dims, n_clusters, *, generator, dtype=torch.float32) -> nn.Sequential:
-    """Tanh hidden layers and a linear layer to ``k`` logits (the reference ``CncNet``).
-
-    Keras' default initialisation of the reference: Glorot-uniform weights, zero biases, drawn from the
-    CPU ``generator`` only (layers are created on the meta device) so a seed gives the same network on
-    every device.
-    """
-    widths = [n_features, *hidden_dims, n_clusters]
-    layers: list[nn.Module] = []
-    for width_in, width_out in zip(widths[:-1], widths[1:]):
-        layers += [nn.Linear(width_in, width_out, device="meta", dtype=dtype), nn.Tanh()]
-    model = nn.Sequential(*layers[:-1]).to_empty(device="cpu")
-    with torch.no_grad():
-        for layer in model:
-            if isinstance(layer, nn.Linear):
-                nn.init.xavier_uniform_(layer.weight, generator=generator)
-                layer.bias.zero_()
-    return model
-
-
 # --------------------------------------------------------------------------------------------
 # Estimator
 # --------------------------------------------------------------------------------------------
@@ -180,9 +159,9 @@ class CNC(ClusteringMethod):
     ----------
     n_clusters : int, default=2
         Number of clusters ``k`` (the network's output width).
-    affinity : str, dict or Affinity, default=Affinity(n_neighbors=2, self_loops=True)
-        Per-batch affinity. The default is the reference's 3 nearest neighbours counting the point
-        itself, median bandwidth.
+    affinity : str, dict, Affinity or SiameseAffinity, default="cnc"
+        Per-batch affinity (:func:`cutbench.affinity.prepare_affinity`). The default preset is the
+        reference's 3 nearest neighbours counting the point itself, median bandwidth.
     hidden_dims : tuple of int, default=(512, 512)
         Widths of the tanh hidden layers (paper MNIST).
     lr : float, default=5e-3
@@ -229,12 +208,31 @@ class CNC(ClusteringMethod):
     """
 
     name: ClassVar[str] = "cnc"
-    capabilities: ClassVar[Capabilities] = Capabilities(gpu=True, minibatch=True, out_of_sample=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(gpu=True, minibatch=True, out_of_sample=True,
+                                                        affinity_kinds=EVERY_AFFINITY)
+    _parameter_constraints: ClassVar[dict] = {
+        **ClusteringMethod._parameter_constraints,
+        "affinity": [AFFINITY],
+        "hidden_dims": [Widths()],
+        "lr": [Interval(float, 0, None, closed="neither")],
+        "lr_drop": [Interval(float, 0, 1, closed="neither")],
+        "patience": [Interval(int, 0)],
+        "optimizer": [Options(*OPTIMIZERS)],
+        "batch_size": [Interval(int, 1)],
+        "steps_per_epoch": [Interval(int, 1)],
+        "epochs": [Interval(int, 1)],
+        "tau_start": [Interval(float, 0, None, closed="neither")],
+        "tau_min": [Interval(float, 0, None, closed="neither")],
+        "tau_decay": [Interval(float, 0)],
+        "balance_weight": [Interval(float, 0)],
+        "predict_batch_size": [Interval(int, 1)],
+        "dtype": [DTYPE_CONSTRAINT],
+    }
 
-    def __init__(self, n_clusters=2, *, affinity=Affinity(n_neighbors=2, self_loops=True), hidden_dims=(512, 512),
-                 lr=5e-3, lr_drop=0.5, patience=35, optimizer="adam", batch_size=256, steps_per_epoch=100,
-                 epochs=1000, tau_start=1.5, tau_min=0.5, tau_decay=3e-5, balance_weight=0.0,
-                 predict_batch_size=10000, device="auto", random_state=None, dtype="float32"):
+    def __init__(self, n_clusters=2, *, affinity="cnc", hidden_dims=(512, 512), lr=5e-3, lr_drop=0.5, patience=35,
+                 optimizer="adam", batch_size=256, steps_per_epoch=100, epochs=1000, tau_start=1.5, tau_min=0.5,
+                 tau_decay=3e-5, balance_weight=0.0, predict_batch_size=10000, device="auto", random_state=None,
+                 dtype="float32"):
         self.n_clusters = n_clusters
         self.affinity = affinity
         self.hidden_dims = hidden_dims
@@ -254,152 +252,73 @@ class CNC(ClusteringMethod):
         self.random_state = random_state
         self.dtype = dtype
 
-    def _check_params(self, n_samples: int, affinity: Affinity) -> int:
-        """Validate the hyper-parameters; return the batch size."""
-        batch_size = check_batch_size(self.batch_size, n_samples, self.n_clusters)
-        if affinity.n_neighbors is not None and affinity.n_neighbors >= batch_size:
-            raise CutbenchError(f"the batch affinity asks for n_neighbors={affinity.n_neighbors} but a batch has "
-                                f"only batch_size={batch_size} points (at most {batch_size - 1} neighbours each); "
-                                f"use batch_size > {affinity.n_neighbors} or fewer neighbours.")
-        if self.optimizer not in OPTIMIZERS:
-            raise CutbenchError(f"optimizer must be one of {OPTIMIZERS} ('adam': paper, 'rmsprop': reference "
-                                f"code); got {self.optimizer!r}.")
-        if self.dtype not in _DTYPES:
-            raise CutbenchError(f"dtype must be one of {tuple(_DTYPES)}; got {self.dtype!r}.")
-        check_number("lr", self.lr, minimum=0, strict=True)
-        check_number("lr_drop", self.lr_drop, minimum=0, strict=True)
-        if self.lr_drop >= 1:
-            raise CutbenchError(f"lr_drop must be in (0, 1); got {self.lr_drop!r}.")
-        check_number("patience", self.patience, minimum=0, integer=True)
-        check_number("steps_per_epoch", self.steps_per_epoch, minimum=1, integer=True)
-        check_number("epochs", self.epochs, minimum=1, integer=True)
-        check_number("tau_min", self.tau_min, minimum=0, strict=True)
-        check_number("tau_start", self.tau_start, minimum=self.tau_min,
-                     hint=" The temperature starts at or above its floor tau_min.")
-        check_number("tau_decay", self.tau_decay, minimum=0)
-        check_number("balance_weight", self.balance_weight, minimum=0,
-                     hint=" Use 0 (paper) or 0.01 (reference code).")
-        check_number("predict_batch_size", self.predict_batch_size, minimum=1, integer=True)
-        check_hidden_dims(self.hidden_dims)
-        return batch_size
+    def _check_param_relations(self):
+        if self.tau_start < self.tau_min:
+            raise CutbenchError(f"CNC: tau_start must be a number >= tau_min = {self.tau_min}; got {self.tau_start!r}. "
+                                "The temperature starts at or above its floor.")
 
     def _make_optimizer(self, parameters):
         if self.optimizer == "adam":
             return torch.optim.Adam(parameters, lr=self.lr)
         return torch.optim.RMSprop(parameters, lr=self.lr, alpha=0.9, eps=1e-10)
 
-    def fit(self, X, y=None):
-        """Train the network on ``X`` and label it with ``argmax`` of the logits.
-
-        Parameters
-        ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
-            Training features; moved once to the device.
-        y : ignored
-            Present for scikit-learn API consistency.
-
-        Returns
-        -------
-        self
-        """
-        X = self._validate_fit_input(X)
+    def _fit(self, X):
         n_samples, n_features = X.shape
-        affinity = Affinity.from_any(self.affinity)
-        batch_size = self._check_params(n_samples, affinity)
+        batch_size = check_batch_size(self.batch_size, n_samples, self.n_clusters)
         device = self._device()
-        dtype = _DTYPES[self.dtype]
-        rng, generator, _ = seed_generators(self.random_state)
+        dtype = DTYPES[self.dtype]
+        rng, generator, seed = seed_generators(self.random_state)
         # A separate stream on the device for the noise, so CPU batches and init stay device-independent.
         noise_generator = torch.Generator(device=device).manual_seed(int(rng.integers(0, 2**62)))
 
         X_train = torch.as_tensor(X).to(device=device, dtype=dtype)
-        model = build_cnc_net(n_features, tuple(self.hidden_dims), self.n_clusters, generator=generator,
-                              dtype=dtype).to(device)
+        affinity = prepare_affinity(self.affinity, X_train, device=device, random_state=seed)
+        if affinity.kernel.n_neighbors is not None and affinity.kernel.n_neighbors >= batch_size:
+            raise CutbenchError(f"the batch affinity asks for n_neighbors={affinity.kernel.n_neighbors} but a batch "
+                                f"has only batch_size={batch_size} points (at most {batch_size - 1} neighbours each); "
+                                f"use batch_size > {affinity.kernel.n_neighbors} or fewer neighbours.")
+        model = seeded_mlp([n_features, *self.hidden_dims, self.n_clusters], activation="tanh", init="glorot",
+                           generator=generator, dtype=dtype).to(device)
         optimizer = self._make_optimizer(model.parameters())
+        trainer = Trainer("CNC", model, optimizer, terms=("loss", "expected_ncut", "balance"),
+                          scheduler=plateau_schedule(optimizer, factor=self.lr_drop, patience=self.patience,
+                                                     strict=True),
+                          min_lr=MIN_LR,
+                          # Seen when a cluster empties: its expected volume underflows and the gradient
+                          # ~ 1/Γ overflows the optimiser's squared-gradient average.
+                          hint="usually a cluster collapsed (its expected volume underflows). Use "
+                               f"balance_weight=0.01 (reference code), dtype='float64', or a lower lr (now {self.lr}).")
         taus = temperature_schedule(self.tau_start, self.tau_min, self.epochs, self.tau_decay)
-        history = {"loss": [], "expected_ncut": [], "balance": [], "tau": [], "lr": []}
-        best_loss, epochs_without_improvement = math.inf, 0
-        for epoch, tau in enumerate(taus):
-            lr = optimizer.param_groups[0]["lr"]
-            totals = torch.zeros(3, device=device, dtype=dtype)
+
+        def epoch_steps(epoch):
             for _ in range(self.steps_per_epoch):
                 batch = torch.randperm(n_samples, generator=generator)[:batch_size].to(device)
-                X_batch = X_train[batch]
-                W = batch_affinity(X_batch, affinity)
-                P = gumbel_softmax(model(X_batch), tau, noise_generator)
+                W = affinity.batch(batch)
+                P = gumbel_softmax(model(X_train[batch]), taus[epoch], noise_generator)
                 expected_ncut = expected_ncut_loss(P, W)
                 balance = balance_penalty(P)
                 loss = expected_ncut + self.balance_weight * balance
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                totals += torch.stack([loss.detach(), expected_ncut.detach(), balance.detach()])
-            mean_loss, mean_ncut, mean_balance = (totals / self.steps_per_epoch).tolist()  # one host sync
-            if not math.isfinite(mean_loss):
-                # Seen when a cluster empties: its expected volume underflows and the gradient ~ 1/Γ
-                # overflows the optimiser's squared-gradient average.
-                raise CutbenchError(f"CNC training diverged at epoch {epoch + 1} (loss={mean_loss}), usually because "
-                                    "a cluster collapsed (its expected volume underflows). Use balance_weight=0.01 "
-                                    f"(reference code), dtype='float64', or a lower lr (now {self.lr}).")
-            for key, value in zip(history, (mean_loss, mean_ncut, mean_balance, tau, lr)):
-                history[key].append(value)
-            if mean_loss < best_loss:
-                best_loss, epochs_without_improvement = mean_loss, 0
-            else:
-                epochs_without_improvement += 1
-            if epochs_without_improvement > self.patience:
-                for group in optimizer.param_groups:
-                    group["lr"] *= self.lr_drop
-                epochs_without_improvement = 0
-                if optimizer.param_groups[0]["lr"] <= MIN_LR:
-                    break
+                yield loss, torch.stack([loss.detach(), expected_ncut.detach(), balance.detach()])
 
-        self.model_ = model
-        self.affinity_ = affinity
-        self.tau_ = history["tau"][-1]
-        self.n_features_in_ = n_features
+        history = trainer.run(self.epochs, epoch_steps)
+        history["tau"] = taus[:len(history["loss"])]
         self.history_ = history
+        self.model_ = model
+        self.affinity_ = affinity.spec
+        self.tau_ = history["tau"][-1]
         self.n_iter_ = len(history["loss"])
-        self.labels_ = as_numpy_labels(forward_in_chunks(self.model_, X_train, self.predict_batch_size,
-                                                         lambda logits: logits.argmax(dim=1)))
-        n_used = len(np.unique(self.labels_))
-        if n_used < self.n_clusters:
-            warnings.warn(f"CNC used only {n_used} of {self.n_clusters} clusters on the training data (a collapsed "
-                          "solution); try balance_weight=0.01 (reference code) or a larger batch_size.",
-                          CutbenchWarning, stacklevel=2)
-        return self
+        self.labels_ = argmax_labels(model, X_train, self.predict_batch_size)
+        warn_if_collapsed("CNC", self.labels_, self.n_clusters,
+                          "try balance_weight=0.01 (reference code) or a larger batch_size.")
 
-    def predict(self, X):
-        """Deterministic assignment ``argmax F(X)`` (no Gumbel noise, unlike the reference code).
+    def _predict(self, X):
+        """Deterministic assignment ``argmax F(X)`` (no Gumbel noise, unlike the reference code)."""
+        return argmax_labels(self.model_, X, self.predict_batch_size)
 
-        Parameters
-        ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
-            Any points, seen in ``fit`` or not.
-
-        Returns
-        -------
-        labels : numpy.ndarray of shape (n_samples,), dtype int64
-        """
-        X = self._validate_predict_input(X)
-        return as_numpy_labels(forward_in_chunks(self.model_, X, self.predict_batch_size,
-                                                 lambda logits: logits.argmax(dim=1)))
-
-    def predict_proba(self, X):
-        """Noise-free memberships ``softmax(F(X) / tau_)``.
-
-        Parameters
-        ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
-
-        Returns
-        -------
-        proba : numpy.ndarray of shape (n_samples, n_clusters)
-        """
-        X = self._validate_predict_input(X)
-        return forward_in_chunks(self.model_, X, self.predict_batch_size,
-                                 lambda logits: torch.softmax(logits / self.tau_, dim=1)).numpy()
+    def _predict_proba(self, X):
+        """Noise-free memberships ``softmax(F(X) / tau_)``."""
+        return softmax_memberships(self.model_, X, self.predict_batch_size, self.tau_)
 
 
-__all__ = ["CNC", "expected_ncut_loss", "balance_penalty", "gumbel_softmax", "temperature_schedule",
-           "build_cnc_net", "PRESETS", "OPTIMIZERS"]
+__all__ = ["CNC", "expected_ncut_loss", "balance_penalty", "gumbel_softmax", "temperature_schedule", "PRESETS",
+           "OPTIMIZERS"]

@@ -7,9 +7,9 @@ import torch
 from sklearn.cluster import KMeans as SklearnKMeans
 from sklearn.metrics import pairwise_distances_argmin
 
-from cutbench import CutbenchError
 from cutbench._validation import seed_generators
-from cutbench.methods.base import Capabilities, ClusteringMethod, as_numpy_labels
+from cutbench.methods.base import Capabilities, ClusteringMethod
+from cutbench.params import Interval
 
 
 def _to_host_array(X):
@@ -19,19 +19,13 @@ def _to_host_array(X):
     return X
 
 
-def _check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise CutbenchError(f"{name} must be a positive integer; got {value!r}.")
-    return int(value)
-
-
 class KMeans(ClusteringMethod):
     """Lloyd k-means with k-means++ seeding (a thin wrapper of :class:`sklearn.cluster.KMeans`).
 
     Parameters
     ----------
     n_clusters : int, default=2
-        Number of clusters k (2 <= k <= n_samples).
+        Number of clusters k (1 <= k <= n_samples).
     n_init : int, default=10
         Number of k-means++ restarts; the run with the lowest inertia is kept.
     max_iter : int, default=300
@@ -58,6 +52,11 @@ class KMeans(ClusteringMethod):
 
     name = "kmeans"
     capabilities = Capabilities(gpu=False, minibatch=False, out_of_sample=True, precomputed_graph=False)
+    _parameter_constraints = {
+        **ClusteringMethod._parameter_constraints,
+        "n_init": [Interval(int, 1)],
+        "max_iter": [Interval(int, 1)],
+    }
 
     def __init__(self, n_clusters=2, *, n_init=10, max_iter=300, device="auto", random_state=None):
         self.n_clusters = n_clusters
@@ -66,44 +65,19 @@ class KMeans(ClusteringMethod):
         self.device = device
         self.random_state = random_state
 
-    def fit(self, X, y=None):
-        """Cluster ``X`` (numpy array or torch tensor of shape (n_samples, n_features)).
-
-        Parameters
-        ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
-        y : ignored
-
-        Returns
-        -------
-        self : KMeans
-        """
-        X = _to_host_array(self._validate_fit_input(X))
-        n_init = _check_positive_int(self.n_init, "n_init")
-        max_iter = _check_positive_int(self.max_iter, "max_iter")
-        self._device()  # validates `device`; the computation itself stays on the CPU
+    def _fit(self, X):
+        X = _to_host_array(X)
+        self._device()  # validates that the device exists; the computation itself stays on the CPU
         _, _, seed = seed_generators(self.random_state)
-
-        kmeans = SklearnKMeans(n_clusters=self.n_clusters, n_init=n_init, max_iter=max_iter, random_state=seed)
+        kmeans = SklearnKMeans(n_clusters=self.n_clusters, n_init=self.n_init, max_iter=self.max_iter,
+                               random_state=seed)
         kmeans.fit(X)
-        self.labels_ = as_numpy_labels(kmeans.labels_)
+        self.labels_ = kmeans.labels_.astype(np.int64)
         self.cluster_centers_ = kmeans.cluster_centers_
         self.inertia_ = float(kmeans.inertia_)
         self.n_iter_ = int(kmeans.n_iter_)
-        self.n_features_in_ = X.shape[1]
-        return self
 
-    def predict(self, X):
-        """Label each row of ``X`` with its nearest (Euclidean) cluster centre.
-
-        Parameters
-        ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features_in_)
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,), int64
-        """
-        X = _to_host_array(self._validate_predict_input(X))
-        centers = self.cluster_centers_.astype(X.dtype, copy=False)
-        return as_numpy_labels(pairwise_distances_argmin(X, centers))
+    def _predict(self, X):
+        """Label each row of ``X`` with its nearest (Euclidean) cluster centre."""
+        X = _to_host_array(X)
+        return pairwise_distances_argmin(X, self.cluster_centers_.astype(X.dtype, copy=False))

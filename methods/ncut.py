@@ -8,7 +8,6 @@ code to the Ncut baseline of the NeuNcut paper; it avoids shift-invert on the La
 
 from __future__ import annotations
 
-import numbers
 import warnings
 
 import numpy as np
@@ -20,13 +19,13 @@ from sklearn.cluster import KMeans as SklearnKMeans
 
 from cutbench import CutbenchError, CutbenchWarning
 from cutbench._validation import seed_generators
-from cutbench.graph import degrees, prepare_affinity
-from cutbench.methods.base import Capabilities, ClusteringMethod, as_numpy_labels
+from cutbench.affinity import check_affinity_graph, prepare_affinity
+from cutbench.graph import degrees
+from cutbench.methods.base import AFFINITY, EVERY_AFFINITY, Capabilities, ClusteringMethod
+from cutbench.params import Boolean, Interval, NoneValue, Options
 
 EIGEN_SOLVERS = ("auto", "arpack", "lobpcg")
 
-# A precomputed graph counts as symmetric when max|W - W^T| <= this * max|W| (float32 round-off).
-_SYMMETRY_RTOL = 1e-5
 # LOBPCG iterates a block wider than n_components: convergence then depends on the gap to the
 # (block + 1)-th eigenvalue, which on kNN graphs cuts iterations about five-fold.
 _LOBPCG_EXTRA_COLUMNS = 8
@@ -36,53 +35,6 @@ _DENSE_MAX_NODES = 256
 # The eigen_residual_ above which a CutbenchWarning reports an unconverged eigensolve.
 _RESIDUAL_WARN_FACTOR = 10.0
 _RESIDUAL_WARN_FLOOR = 1e-10
-
-
-def _graph_as_csr(graph) -> sp.csr_matrix:
-    """A scipy sparse, numpy or torch (dense or sparse) matrix as a float64 CSR matrix on the host."""
-    if isinstance(graph, torch.Tensor):
-        graph = graph.detach().cpu()
-        if graph.layout == torch.strided:
-            graph = graph.numpy()
-        else:
-            coo = graph.to_sparse_coo().coalesce()
-            rows, cols = coo.indices().numpy()
-            graph = sp.coo_matrix((coo.values().numpy(), (rows, cols)), shape=tuple(coo.shape))
-    if sp.issparse(graph):
-        return sp.csr_matrix(graph, dtype=np.float64)
-    dense = np.asarray(graph)
-    if dense.dtype.kind not in "fiub":
-        raise CutbenchError(f"graph must be a numeric matrix; got dtype {dense.dtype}.")
-    if dense.ndim != 2:
-        raise CutbenchError(f"graph must be a 2-D (n_samples, n_samples) matrix; got shape {dense.shape}.")
-    return sp.csr_matrix(dense.astype(np.float64))
-
-
-def check_affinity_graph(graph, n_samples: int) -> sp.csr_matrix:
-    """Validate a precomputed affinity graph and return it as an exactly symmetric float64 CSR matrix.
-
-    The graph must be square with ``n_samples`` rows, finite, nonnegative and symmetric up to
-    ``1e-5 * max|W|``; the returned matrix is ``(W + W^T) / 2``.
-    """
-    W = _graph_as_csr(graph)
-    if W.shape[0] != W.shape[1]:
-        raise CutbenchError(f"graph must be square (n_samples x n_samples); got shape {W.shape}.")
-    if W.shape[0] != n_samples:
-        raise CutbenchError(f"graph has {W.shape[0]} nodes but X has {n_samples} samples; build the graph "
-                            "on the same points as X (one node per row of X, in the same order).")
-    if not np.isfinite(W.data).all():
-        raise CutbenchError(f"graph has {int((~np.isfinite(W.data)).sum())} NaN or inf weight(s); "
-                            "affinities must be finite.")
-    if W.nnz and W.data.min() < 0:
-        raise CutbenchError(f"graph has {int((W.data < 0).sum())} negative weight(s) (min {W.data.min():.3g}); "
-                            "affinities must be nonnegative, e.g. a heat kernel exp(-d^2 / (2 sigma^2)).")
-    asymmetry = W - W.T
-    largest_asymmetry = abs(asymmetry).max() if asymmetry.nnz else 0.0
-    largest_weight = abs(W).max() if W.nnz else 0.0
-    if largest_asymmetry > _SYMMETRY_RTOL * largest_weight:
-        raise CutbenchError(f"graph is not symmetric: max|W - W^T| = {largest_asymmetry:.3g} "
-                            f"(max|W| = {largest_weight:.3g}); symmetrise it first, e.g. (W + W.T) / 2.")
-    return (W - 0.5 * asymmetry).tocsr()
 
 
 def _normalized_adjacency(W: sp.csr_matrix) -> sp.csr_matrix:
@@ -177,12 +129,13 @@ class Ncut(ClusteringMethod):
     ----------
     n_clusters : int, default=2
         Number of clusters k.
-    affinity : {"knn", "neuncut", "siamese"}, Affinity, SiameseAffinity or dict, default="knn"
-        Affinity used to build the graph from ``X`` with :func:`cutbench.graph.prepare_affinity`; ignored
-        when ``fit`` receives ``graph=``.
+    affinity : {"knn", "neuncut", "siamese", ...}, Affinity, SiameseAffinity or dict, default="knn"
+        Affinity used to build the graph from ``X`` with :func:`cutbench.affinity.prepare_affinity`;
+        ignored when ``fit`` receives ``graph=``.
     n_components : int or None, default=None
-        Embedding dimension (number of eigenvectors), at least ``n_clusters`` and below n_samples.
-        None means ``n_clusters`` (Ncut proper); SENet used 15 for MNIST.
+        Embedding dimension (number of eigenvectors), below n_samples. None means ``n_clusters``
+        (Ncut proper); SENet used 15 for MNIST. Fewer than ``n_clusters`` is allowed, as in
+        scikit-learn's ``SpectralClustering``.
     eigen_solver : {"auto", "arpack", "lobpcg"}, default="auto"
         "arpack": :func:`scipy.sparse.linalg.eigsh` with ``which='LA'`` on the host, seeded start
         vector, run per connected component (components of at most ``max(256, 3 * n_components)``
@@ -225,10 +178,26 @@ class Ncut(ClusteringMethod):
     affinity_graph_stats_ : dict
         ``n_nodes``, ``nnz`` (stored entries of the symmetrised W) and ``n_connected_components``.
     n_features_in_ : int
+
+    Notes
+    -----
+    Ncut is transductive: it has no ``predict``; ``fit_predict(X)`` labels the points it is fitted
+    on. ``fit(X, graph=W)`` takes a precomputed affinity of ``X`` (scipy sparse, numpy or torch;
+    symmetric, nonnegative, finite, no zero-degree node) instead of building one.
     """
 
     name = "ncut"
-    capabilities = Capabilities(gpu=True, minibatch=False, out_of_sample=False, precomputed_graph=True)
+    capabilities = Capabilities(gpu=True, minibatch=False, out_of_sample=False, precomputed_graph=True,
+                                affinity_kinds=EVERY_AFFINITY)
+    _parameter_constraints = {
+        **ClusteringMethod._parameter_constraints,
+        "affinity": [AFFINITY],
+        "n_components": [Interval(int, 1), NoneValue("n_clusters")],
+        "eigen_solver": [Options(*EIGEN_SOLVERS)],
+        "eigen_tol": [Interval(float, 0, 1, closed="neither")],
+        "normalize_embedding": [Boolean()],
+        "n_init": [Interval(int, 1)],
+    }
 
     def __init__(self, n_clusters=2, *, affinity="knn", n_components=None, eigen_solver="auto", eigen_tol=1e-6,
                  normalize_embedding=True, n_init=10, device="auto", random_state=None):
@@ -242,44 +211,11 @@ class Ncut(ClusteringMethod):
         self.device = device
         self.random_state = random_state
 
-    def _check_params(self, n_samples: int) -> int:
-        """Validate the hyper-parameters that do not need the graph; return the embedding dimension."""
-        if self.eigen_solver not in EIGEN_SOLVERS:
-            raise CutbenchError(f"eigen_solver must be one of {', '.join(map(repr, EIGEN_SOLVERS))}; "
-                                f"got {self.eigen_solver!r}.")
-        tol = self.eigen_tol
-        if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not 0 < tol < 1:
-            raise CutbenchError(f"eigen_tol must be a number in (0, 1), e.g. 1e-6; got {tol!r}.")
-        if not isinstance(self.normalize_embedding, (bool, np.bool_)):
-            raise CutbenchError(f"normalize_embedding must be True or False; got {self.normalize_embedding!r}.")
-        if isinstance(self.n_init, bool) or not isinstance(self.n_init, (int, np.integer)) or self.n_init < 1:
-            raise CutbenchError(f"n_init must be a positive integer; got {self.n_init!r}.")
-        n_components = self.n_clusters if self.n_components is None else self.n_components
-        if isinstance(n_components, bool) or not isinstance(n_components, (int, np.integer)):
-            raise CutbenchError(f"n_components must be None or an integer; got {n_components!r}.")
-        if not self.n_clusters <= n_components < n_samples:
-            raise CutbenchError(f"n_components must satisfy n_clusters <= n_components < n_samples, i.e. "
-                                f"{self.n_clusters} <= n_components < {n_samples}; got {n_components}.")
-        return int(n_components)
-
-    def fit(self, X, y=None, graph=None):
-        """Embed the graph of ``X`` (or the precomputed ``graph``) spectrally and cluster the embedding.
-
-        Parameters
-        ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
-            Features; the graph is built from them unless ``graph`` is given.
-        y : ignored
-        graph : scipy sparse matrix, numpy array or torch tensor of shape (n_samples, n_samples), optional
-            Precomputed affinity: symmetric, nonnegative, finite, no zero-degree node.
-
-        Returns
-        -------
-        self : Ncut
-        """
-        X = self._validate_fit_input(X)
+    def _fit(self, X, graph=None):
         n_samples = X.shape[0]
-        n_components = self._check_params(n_samples)
+        n_components = self.n_clusters if self.n_components is None else self.n_components
+        if not n_components < n_samples:
+            raise CutbenchError(f"n_components must be below n_samples = {n_samples}; got {n_components}.")
         device = self._device()
         rng, torch_generator, seed = seed_generators(self.random_state)
 
@@ -331,6 +267,4 @@ class Ncut(ClusteringMethod):
         else:
             self.embedding_ = vectors
         kmeans = SklearnKMeans(n_clusters=self.n_clusters, n_init=int(self.n_init), random_state=seed)
-        self.labels_ = as_numpy_labels(kmeans.fit(self.embedding_).labels_)
-        self.n_features_in_ = X.shape[1]
-        return self
+        self.labels_ = kmeans.fit(self.embedding_).labels_.astype(np.int64)

@@ -26,25 +26,23 @@ estimate) versus ``True`` (paper's EM reading: the estimate is a constant in eac
 
 from __future__ import annotations
 
-import warnings
 from typing import ClassVar
 
-import numpy as np
 import torch
-from torch import nn
 
-from cutbench import CutbenchError, CutbenchWarning
-from cutbench._validation import check_batch_size, check_hidden_dims, check_number, seed_generators
-from cutbench.graph import prepare_affinity
-from cutbench.methods.base import Capabilities, ClusteringMethod, as_numpy_labels, forward_in_chunks
+from cutbench import CutbenchError
+from cutbench._validation import check_batch_size, seed_generators
+from cutbench.affinity import prepare_affinity
+from cutbench.methods._training import (DTYPE_CONSTRAINT, DTYPES, Trainer, argmax_labels, seeded_mlp,
+                                        softmax_memberships, warn_if_collapsed)
+from cutbench.methods.base import AFFINITY, EVERY_AFFINITY, Capabilities, ClusteringMethod
+from cutbench.params import Boolean, Interval, Options, Widths
 
 ORTH_NORMS = ("fro_over_k", "fro_sq")
 """Accepted ``orth_norm`` values: reference code (``‖·‖_F / k``) and paper (``‖·‖²_F``)."""
 
 SIZE_EPS = 1e-6
 """Added to each cluster-size estimate before the inverse square root, as in the reference code."""
-
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 # --------------------------------------------------------------------------------------------
@@ -143,40 +141,27 @@ def rcut_loss(P, W, *, gamma, orth_norm="fro_over_k", detach_volume=False):
 
 
 # --------------------------------------------------------------------------------------------
-# Network
-# --------------------------------------------------------------------------------------------
-def build_mlp(n_features, hidden_dims, n_clusters, *, generator, dtype=torch.float32) -> nn.Sequential:
-    """The NeuNcut network ``g``: Linear-ReLU blocks, then a linear layer to ``k`` logits.
-
-    Initialisation follows the reference ``models.py``: hidden layers ``kaiming_uniform_`` (a=0)
-    and the output layer ``xavier_uniform_``, all biases zero. Softmax is applied by the caller.
-    Parameters are drawn on the CPU from ``generator`` only (the layers are created on the meta
-    device, so the global torch RNG is never consumed): the same seed gives the same network on
-    any device.
-    """
-    widths = [n_features, *hidden_dims]
-    layers: list[nn.Module] = []
-    for width_in, width_out in zip(widths[:-1], widths[1:]):
-        layers += [nn.Linear(width_in, width_out, device="meta", dtype=dtype), nn.ReLU()]
-    layers.append(nn.Linear(widths[-1], n_clusters, device="meta", dtype=dtype))
-    model = nn.Sequential(*layers).to_empty(device="cpu")
-    linears = [layer for layer in model if isinstance(layer, nn.Linear)]
-    with torch.no_grad():
-        for layer in linears[:-1]:
-            nn.init.kaiming_uniform_(layer.weight, a=0, generator=generator)
-            layer.bias.zero_()
-        nn.init.xavier_uniform_(linears[-1].weight, generator=generator)
-        linears[-1].bias.zero_()
-    return model
-
-
-# --------------------------------------------------------------------------------------------
 # Estimators
 # --------------------------------------------------------------------------------------------
 class _NeuralCut(ClusteringMethod):
     """Shared estimator for NeuNcut and NeuRcut; subclasses define the per-batch loss."""
 
-    capabilities: ClassVar[Capabilities] = Capabilities(gpu=True, minibatch=True, out_of_sample=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(gpu=True, minibatch=True, out_of_sample=True,
+                                                        affinity_kinds=EVERY_AFFINITY)
+    _parameter_constraints: ClassVar[dict] = {
+        **ClusteringMethod._parameter_constraints,
+        "affinity": [AFFINITY],
+        "gamma": [Interval(float, 0)],
+        "hidden_dims": [Widths()],
+        "lr": [Interval(float, 0, None, closed="neither")],
+        "weight_decay": [Interval(float, 0)],
+        "batch_size": [Interval(int, 1)],
+        "epochs": [Interval(int, 1)],
+        "orth_norm": [Options(*ORTH_NORMS)],
+        "detach_volume": [Boolean()],
+        "predict_batch_size": [Interval(int, 1)],
+        "dtype": [DTYPE_CONSTRAINT],
+    }
 
     def __init__(self, n_clusters=2, *, affinity="neuncut", gamma=80.0, hidden_dims=(512, 512), lr=5e-3,
                  weight_decay=1e-4, batch_size=1000, epochs=100, orth_norm="fro_over_k",
@@ -201,127 +186,49 @@ class _NeuralCut(ClusteringMethod):
         """``(loss, trace_term, orth_term)`` of one mini-batch; defined by each method."""
         raise NotImplementedError
 
-    def _check_hyperparameters(self):
-        check_number("gamma", self.gamma, minimum=0)
-        check_number("lr", self.lr, minimum=0, strict=True)
-        check_number("weight_decay", self.weight_decay, minimum=0)
-        check_number("epochs", self.epochs, minimum=1, integer=True)
-        check_number("predict_batch_size", self.predict_batch_size, minimum=1, integer=True)
-        if self.orth_norm not in ORTH_NORMS:
-            raise CutbenchError(f"orth_norm must be one of {ORTH_NORMS} ('fro_over_k': reference code, "
-                                f"'fro_sq': paper); got {self.orth_norm!r}.")
-        if self.dtype not in _DTYPES:
-            raise CutbenchError(f"dtype must be one of {tuple(_DTYPES)}; got {self.dtype!r}.")
-        if not isinstance(self.detach_volume, bool):
-            raise CutbenchError(f"detach_volume must be True or False; got {self.detach_volume!r}.")
-        check_hidden_dims(self.hidden_dims)
-
-    def fit(self, X, y=None):
-        """Train the network on ``X`` and label it.
-
-        Parameters
-        ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
-            Training features; moved once to the device.
-        y : ignored
-            Present for scikit-learn API consistency.
-
-        Returns
-        -------
-        self
-        """
-        X = self._validate_fit_input(X)
+    def _fit(self, X):
         n_samples, n_features = X.shape
         batch_size = check_batch_size(self.batch_size, n_samples, self.n_clusters)
-        self._check_hyperparameters()
         device = self._device()
-        dtype = _DTYPES[self.dtype]
+        dtype = DTYPES[self.dtype]
         _, generator, seed = seed_generators(self.random_state)
 
         X_train = torch.as_tensor(X).to(device=device, dtype=dtype)
         affinity = prepare_affinity(self.affinity, X_train, device=device, random_state=seed)
-        model = build_mlp(n_features, tuple(self.hidden_dims), self.n_clusters, generator=generator,
-                          dtype=dtype).to(device)
+        model = seeded_mlp([n_features, *self.hidden_dims, self.n_clusters], activation="relu", init="neuncut",
+                           generator=generator, dtype=dtype).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.epochs, eta_min=0)
+        trainer = Trainer(type(self).__name__, model, optimizer, terms=("loss", "trace", "orth"),
+                          scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.epochs,
+                                                                               eta_min=0),
+                          hint=f"lower lr (now {self.lr}) or use dtype='float64'.")
         n_batches = n_samples // batch_size  # the reference drops the tail of each shuffled pass
-        # Per-epoch means stay on the device until training ends: logging must not add a host
-        # synchronisation to every epoch of a timed fit.
-        epoch_means = torch.empty(self.epochs, 3, device=device, dtype=dtype)
-        learning_rates = []
-        for epoch in range(self.epochs):
-            learning_rates.append(optimizer.param_groups[0]["lr"])
+
+        def epoch_steps(epoch):
             # Shuffled on the CPU generator, so the batches are the same on every device.
             order = torch.randperm(n_samples, generator=generator).to(device)
-            totals = torch.zeros(3, device=device, dtype=dtype)
             for batch in range(n_batches):
                 batch_index = order[batch * batch_size:(batch + 1) * batch_size]
-                X_batch = X_train[batch_index]
                 with torch.no_grad():
                     W = affinity.batch(batch_index)
-                P = torch.softmax(model(X_batch), dim=1)
+                P = torch.softmax(model(X_train[batch_index]), dim=1)
                 loss, trace_term, orth_term = self._batch_loss(P, W)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                totals += torch.stack([loss.detach(), trace_term.detach(), orth_term.detach()])
-            scheduler.step()
-            epoch_means[epoch] = totals / n_batches
-        epoch_means = epoch_means.cpu().to(torch.float64)
-        diverged = (~torch.isfinite(epoch_means[:, 0])).nonzero()
-        if len(diverged):
-            first = int(diverged[0])
-            raise CutbenchError(f"{type(self).__name__} training diverged at epoch {first + 1} "
-                                f"(loss={epoch_means[first, 0].item()}); lower lr (now {self.lr}) or use "
-                                "dtype='float64'.")
-        history = {"loss": epoch_means[:, 0].tolist(), "trace": epoch_means[:, 1].tolist(),
-                   "orth": epoch_means[:, 2].tolist(), "lr": learning_rates}
+                yield loss, torch.stack([loss.detach(), trace_term.detach(), orth_term.detach()])
 
+        self.history_ = trainer.run(self.epochs, epoch_steps)
         self.model_ = model
         self.affinity_ = affinity.spec
-        self.n_features_in_ = n_features
-        self.history_ = history
         self.n_iter_ = self.epochs
-        self.labels_ = as_numpy_labels(forward_in_chunks(self.model_, X_train, self.predict_batch_size,
-                                                         lambda logits: logits.argmax(dim=1)))
-        n_used = len(np.unique(self.labels_))
-        if n_used < self.n_clusters:
-            warnings.warn(f"{type(self).__name__} used only {n_used} of {self.n_clusters} clusters on the "
-                          f"training data (a collapsed solution); increase gamma (now {self.gamma}).",
-                          CutbenchWarning, stacklevel=2)
-        return self
+        self.labels_ = argmax_labels(model, X_train, self.predict_batch_size)
+        warn_if_collapsed(type(self).__name__, self.labels_, self.n_clusters, f"increase gamma (now {self.gamma}).")
 
-    def predict(self, X):
-        """Assign each row of ``X`` to the cluster with the largest network output.
+    def _predict(self, X):
+        """Assign each row of ``X`` to the cluster with the largest network output."""
+        return argmax_labels(self.model_, X, self.predict_batch_size)
 
-        Parameters
-        ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
-            Any number of points, seen in ``fit`` or not.
-
-        Returns
-        -------
-        labels : numpy.ndarray of shape (n_samples,), dtype int64
-        """
-        X = self._validate_predict_input(X)
-        return as_numpy_labels(forward_in_chunks(self.model_, X, self.predict_batch_size,
-                                                 lambda logits: logits.argmax(dim=1)))
-
-    def predict_proba(self, X):
-        """Soft cluster memberships ``softmax(g(X))``.
-
-        Parameters
-        ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
-
-        Returns
-        -------
-        proba : numpy.ndarray of shape (n_samples, n_clusters)
-            Rows sum to one; dtype follows the ``dtype`` parameter.
-        """
-        X = self._validate_predict_input(X)
-        return forward_in_chunks(self.model_, X, self.predict_batch_size,
-                                 lambda logits: torch.softmax(logits, dim=1)).numpy()
+    def _predict_proba(self, X):
+        """Soft cluster memberships ``softmax(g(X))``; dtype follows the ``dtype`` parameter."""
+        return softmax_memberships(self.model_, X, self.predict_batch_size)
 
 
 class NeuNcut(_NeuralCut):
@@ -436,6 +343,7 @@ device, random_state, dtype
     """
 
     name: ClassVar[str] = "neurcut"
+    _parameter_constraints: ClassVar[dict] = {**_NeuralCut._parameter_constraints, "normalize_affinity": [Boolean()]}
 
     def __init__(self, n_clusters=2, *, affinity="neuncut", gamma=80.0, hidden_dims=(512, 512), lr=5e-3,
                  weight_decay=1e-4, batch_size=1000, epochs=100, orth_norm="fro_over_k",
@@ -448,11 +356,6 @@ device, random_state, dtype
                          dtype=dtype)
         self.normalize_affinity = normalize_affinity
 
-    def _check_hyperparameters(self):
-        super()._check_hyperparameters()
-        if not isinstance(self.normalize_affinity, bool):
-            raise CutbenchError(f"normalize_affinity must be True or False; got {self.normalize_affinity!r}.")
-
     def _batch_loss(self, P, W):
         if self.normalize_affinity:
             mean_degree = W.sum() / W.shape[0]
@@ -461,4 +364,4 @@ device, random_state, dtype
         return rcut_loss(P, W, gamma=self.gamma, orth_norm=self.orth_norm, detach_volume=self.detach_volume)
 
 
-__all__ = ["NeuNcut", "NeuRcut", "ncut_loss", "rcut_loss", "build_mlp", "ORTH_NORMS", "SIZE_EPS"]
+__all__ = ["NeuNcut", "NeuRcut", "ncut_loss", "rcut_loss", "ORTH_NORMS", "SIZE_EPS"]

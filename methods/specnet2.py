@@ -22,24 +22,21 @@ from typing import ClassVar
 
 import numpy as np
 import scipy.linalg
-import scipy.sparse as sp
 import torch
 from sklearn.cluster import KMeans as SklearnKMeans
-from torch import nn
 
 from cutbench import CutbenchError
-from cutbench._validation import check_batch_size, check_hidden_dims, check_number, seed_generators
-from cutbench.graph import Affinity, batch_affinity, knn_graph
-from cutbench.methods.base import Capabilities, ClusteringMethod, as_numpy_labels, forward_in_chunks
-from cutbench.methods.ncut import check_affinity_graph
+from cutbench._validation import check_batch_size, seed_generators
+from cutbench.affinity import DeviceGraph, check_affinity_graph, prepare_affinity
+from cutbench.methods._training import DTYPE_CONSTRAINT, DTYPES, Trainer, forward_in_chunks, seeded_mlp
+from cutbench.methods.base import AFFINITY, EVERY_AFFINITY, Capabilities, ClusteringMethod, EmbeddingMixin
+from cutbench.params import Interval, NoneValue, Options, Widths
 
 VARIANTS = ("neighbor", "local")
 """Gradient variants: exact graph rows with a cache of all outputs, or the batch subgraph only."""
 
 LOCAL_GRAPHS = ("subgraph", "batch")
 """Batch graph of the ``local`` variant: ``W[B, B]`` of the full graph (reference) or a fresh batch kNN graph."""
-
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 PRESETS = {
     # python/para.json (one moon) and batch_run/two_moons: 1 hidden layer of 128, Adam 1e-3, batch 4, 300 epochs.
@@ -50,7 +47,8 @@ PRESETS = {
 """Per-dataset constructor arguments from the reference repository (methods.md §6.3).
 
 The reference MNIST graph (kNN with 320 neighbours, sigma the median distance to the 16th neighbour) is
-not expressible as an :class:`~cutbench.graph.Affinity`; pass an affinity with ``self_loops=True``.
+not expressible as an :class:`~cutbench.graph.Affinity`; the default affinity (``"knn_self_loops"``) has
+the self-loops the ``neighbor`` variant needs.
 """
 
 
@@ -107,81 +105,9 @@ def specnet2_row_gradient(WY_rows, Y_rows, degree_rows, mean_dY, YDY, n):
 
 
 # --------------------------------------------------------------------------------------------
-# Network
-# --------------------------------------------------------------------------------------------
-def build_specnet2_net(n_features, hidden_dims, n_outputs, *, generator, dtype=torch.float32) -> nn.Sequential:
-    """Linear-ReLU blocks and a linear output layer with no activation, as in the reference.
-
-    The reference keeps PyTorch's default ``nn.Linear`` initialisation; it is reproduced here with an
-    explicit CPU ``generator`` (layers are created on the meta device) so that the global torch RNG is
-    never consumed and a seed gives the same network on every device.
-    """
-    widths = [n_features, *hidden_dims, n_outputs]
-    layers: list[nn.Module] = []
-    for width_in, width_out in zip(widths[:-1], widths[1:]):
-        layers += [nn.Linear(width_in, width_out, device="meta", dtype=dtype), nn.ReLU()]
-    model = nn.Sequential(*layers[:-1]).to_empty(device="cpu")
-    with torch.no_grad():
-        for layer in model:
-            if isinstance(layer, nn.Linear):
-                # nn.Linear.reset_parameters: kaiming_uniform(a=√5) weights, U(±1/√fan_in) biases.
-                nn.init.kaiming_uniform_(layer.weight, a=5**0.5, generator=generator)
-                bound = layer.in_features**-0.5
-                nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
-    return model
-
-
-# --------------------------------------------------------------------------------------------
-# Graph on the device
-# --------------------------------------------------------------------------------------------
-class _DeviceGraph:
-    """The full sparse graph on the device: degrees, row gathers and sparse products, never dense n×n."""
-
-    def __init__(self, W: sp.csr_matrix, device: torch.device, dtype: torch.dtype):
-        W = sp.csr_matrix(W)
-        W.sort_indices()
-        self.n = W.shape[0]
-        self.indptr = torch.from_numpy(W.indptr.astype(np.int64)).to(device)
-        self.indices = torch.from_numpy(W.indices.astype(np.int64)).to(device)
-        self.data = torch.from_numpy(W.data).to(device=device, dtype=dtype)
-        self.degrees = torch.from_numpy(np.asarray(W.sum(axis=1)).ravel()).to(device=device, dtype=dtype)
-        self.volume = self.degrees.sum()
-        rows = torch.repeat_interleave(torch.arange(self.n, device=device), self.indptr.diff())
-        self.coo = torch.sparse_coo_tensor(torch.stack([rows, self.indices]), self.data, (self.n, self.n),
-                                           is_coalesced=True, check_invariants=False)
-
-    def rows(self, batch: torch.Tensor):
-        """Neighbour set ``N(B)`` (sorted, unique) and the dense block ``W[B, N(B)]``."""
-        starts = self.indptr[batch]
-        counts = self.indptr[batch + 1] - starts
-        total = int(counts.sum())
-        block_row = torch.repeat_interleave(torch.arange(len(batch), device=batch.device), counts,
-                                            output_size=total)
-        offsets = torch.cumsum(counts, 0) - counts
-        positions = starts[block_row] + torch.arange(total, device=batch.device) - offsets[block_row]
-        neighbours, block_col = torch.unique(self.indices[positions], return_inverse=True)
-        block = torch.zeros(len(batch), len(neighbours), device=batch.device, dtype=self.data.dtype)
-        block[block_row, block_col] = self.data[positions]
-        return neighbours, block
-
-    def subgraph(self, batch: torch.Tensor) -> torch.Tensor:
-        """Dense ``W[B, B]``."""
-        neighbours, block = self.rows(batch)
-        inside = torch.searchsorted(neighbours, batch)
-        inside = inside.clamp_max(len(neighbours) - 1)
-        present = neighbours[inside] == batch
-        sub = torch.zeros(len(batch), len(batch), device=batch.device, dtype=block.dtype)
-        sub[:, present] = block[:, inside[present]]
-        return sub
-
-    def matmul(self, Y: torch.Tensor) -> torch.Tensor:
-        return torch.sparse.mm(self.coo.to(Y.dtype), Y)
-
-
-# --------------------------------------------------------------------------------------------
 # Estimator
 # --------------------------------------------------------------------------------------------
-class SpecNet2(ClusteringMethod):
+class SpecNet2(EmbeddingMixin, ClusteringMethod):
     """SpecNet2 spectral embedding network, Rayleigh–Ritz rotation on the full graph, then k-means.
 
     Training minimises :func:`specnet2_objective` with the explicit row-block gradient
@@ -217,16 +143,16 @@ class SpecNet2(ClusteringMethod):
     ----------
     n_clusters : int, default=2
         Number of clusters for k-means.
-    affinity : str, dict or Affinity, default=Affinity(self_loops=True)
-        Full-graph affinity, built with :func:`cutbench.graph.knn_graph` unless ``fit`` receives
+    affinity : str, dict, Affinity or SiameseAffinity, default="knn_self_loops"
+        Full-graph affinity (:func:`cutbench.affinity.prepare_affinity`), unless ``fit`` receives
         ``graph=``. The default is the kNN heat kernel (10 neighbours, median sigma) with self-loops,
         which the ``neighbor`` variant requires. Also the per-batch affinity when
         ``local_graph="batch"``.
     n_components : int or None, default=None
         Output width ``p`` of the network (non-trivial eigenvectors learned). None means
-        ``n_clusters - 1``: the trivial eigenvector is deflated, and being constant it would add
-        nothing to k-means, so ``k - 1`` non-trivial ones carry the ``k``-way spectral embedding.
-        The reference uses 2 for the moons and 6 for MNIST.
+        ``n_clusters - 1`` (at least 1): the trivial eigenvector is deflated, and being constant it
+        would add nothing to k-means, so ``k - 1`` non-trivial ones carry the ``k``-way spectral
+        embedding. The reference uses 2 for the moons and 6 for MNIST.
     variant : {"neighbor", "local"}, default="neighbor"
         Gradient variant (see above).
     local_graph : {"subgraph", "batch"}, default="subgraph"
@@ -253,6 +179,9 @@ class SpecNet2(ClusteringMethod):
         Floating-point type of the network, the cache and the graph on the device. The
         Rayleigh–Ritz products are always float64.
 
+    ``fit(X, graph=None)`` accepts a precomputed symmetric affinity of ``X`` (scipy sparse, numpy or
+    torch, with self-loops for ``variant="neighbor"``) instead of building one from ``affinity``.
+
     Attributes
     ----------
     model_ : torch.nn.Sequential
@@ -268,7 +197,7 @@ class SpecNet2(ClusteringMethod):
     labels_ : numpy.ndarray of shape (n_samples,), dtype int64
     history_ : dict of list of float
         Per epoch: ``"loss"``, the objective ``f`` of the cached outputs at the end of the epoch
-        (``neighbor``) or the mean batch objective (``local``).
+        (``neighbor``) or the mean batch objective (``local``), and the ``"lr"`` used.
     affinity_ : Affinity or None
         The resolved affinity; None when a precomputed graph was given and not used per batch.
     n_components_ : int
@@ -278,9 +207,23 @@ class SpecNet2(ClusteringMethod):
 
     name: ClassVar[str] = "specnet2"
     capabilities: ClassVar[Capabilities] = Capabilities(gpu=True, minibatch=True, out_of_sample=True,
-                                                        precomputed_graph=True)
+                                                        precomputed_graph=True, affinity_kinds=EVERY_AFFINITY)
+    _parameter_constraints: ClassVar[dict] = {
+        **ClusteringMethod._parameter_constraints,
+        "affinity": [AFFINITY],
+        "n_components": [Interval(int, 1), NoneValue("n_clusters - 1")],
+        "variant": [Options(*VARIANTS)],
+        "local_graph": [Options(*LOCAL_GRAPHS)],
+        "hidden_dims": [Widths((256, 256))],
+        "lr": [Interval(float, 0, None, closed="neither")],
+        "batch_size": [Interval(int, 1)],
+        "epochs": [Interval(int, 1)],
+        "n_init": [Interval(int, 1)],
+        "predict_batch_size": [Interval(int, 1)],
+        "dtype": [DTYPE_CONSTRAINT],
+    }
 
-    def __init__(self, n_clusters=2, *, affinity=Affinity(self_loops=True), n_components=None, variant="neighbor",
+    def __init__(self, n_clusters=2, *, affinity="knn_self_loops", n_components=None, variant="neighbor",
                  local_graph="subgraph", hidden_dims=(256, 256), lr=1e-4, batch_size=4, epochs=200, n_init=10,
                  predict_batch_size=10000, device="auto", random_state=None, dtype="float32"):
         self.n_clusters = n_clusters
@@ -299,47 +242,22 @@ class SpecNet2(ClusteringMethod):
         self.dtype = dtype
 
     # -- validation ---------------------------------------------------------------------------
-    def _check_params(self, n_samples: int) -> tuple[int, int]:
-        """Validate the hyper-parameters; return ``(n_components, batch_size)``."""
-        if self.variant not in VARIANTS:
-            raise CutbenchError(f"variant must be one of {VARIANTS}; got {self.variant!r}.")
-        if self.local_graph not in LOCAL_GRAPHS:
-            raise CutbenchError(f"local_graph must be one of {LOCAL_GRAPHS} ('subgraph': W[B, B] of the full "
-                                f"graph, as the reference; 'batch': a batch kNN graph); got {self.local_graph!r}.")
-        if self.dtype not in _DTYPES:
-            raise CutbenchError(f"dtype must be one of {tuple(_DTYPES)}; got {self.dtype!r}.")
-        check_number("lr", self.lr, minimum=0, strict=True)
-        check_number("epochs", self.epochs, minimum=1, integer=True)
-        check_number("n_init", self.n_init, minimum=1, integer=True)
-        check_number("predict_batch_size", self.predict_batch_size, minimum=1, integer=True)
-        check_hidden_dims(self.hidden_dims, example=(256, 256))
-        n_components = self.n_clusters - 1 if self.n_components is None else self.n_components
-        if isinstance(n_components, bool) or not isinstance(n_components, (int, np.integer)) \
-                or not 1 <= n_components < n_samples:
-            raise CutbenchError(f"n_components must be None or an integer with 1 <= n_components < n_samples "
-                                f"= {n_samples}; got {self.n_components!r}.")
+    def _check_sizes(self, n_samples: int) -> tuple[int, int]:
+        """The rules that depend on the data; return ``(n_components, batch_size)``."""
+        n_components = max(self.n_clusters - 1, 1) if self.n_components is None else self.n_components
+        if not n_components < n_samples:
+            raise CutbenchError(f"n_components must be below n_samples = {n_samples}; got {n_components}.")
         if self.variant == "local":
-            batch_size = check_batch_size(self.batch_size, n_samples, self.n_clusters)
-        else:
-            # Only the gradient rows are batched: the forwarded neighbourhood holds far more points,
-            # so batches smaller than n_clusters are valid (the reference MNIST runs use 2-8 for 10).
-            check_number("batch_size", self.batch_size, minimum=1, integer=True,
-                         hint=" The neighbor variant accepts any batch size from 1 to n.")
-            if self.batch_size > n_samples:
-                raise CutbenchError(f"batch_size={self.batch_size} exceeds the number of training samples "
-                                    f"n={n_samples}; use batch_size <= {n_samples}.")
-            batch_size = int(self.batch_size)
-        return int(n_components), batch_size
+            return int(n_components), check_batch_size(self.batch_size, n_samples, self.n_clusters)
+        # Only the gradient rows are batched: the forwarded neighbourhood holds far more points,
+        # so batches smaller than n_clusters are valid (the reference MNIST runs use 2-8 for 10).
+        if self.batch_size > n_samples:
+            raise CutbenchError(f"batch_size={self.batch_size} exceeds the number of training samples "
+                                f"n={n_samples}; use batch_size <= {n_samples}.")
+        return int(n_components), int(self.batch_size)
 
-    def _full_graph(self, X, graph, affinity, device):
-        n_samples = X.shape[0]
-        if graph is None:
-            if affinity.n_neighbors is not None and affinity.n_neighbors >= n_samples:
-                raise CutbenchError(f"the affinity asks for n_neighbors={affinity.n_neighbors} but X has only "
-                                    f"{n_samples} points (at most {n_samples - 1} neighbours each); use "
-                                    f"n_neighbors <= {n_samples - 1} or more points.")
-            graph = knn_graph(X, affinity, device=device)
-        W = check_affinity_graph(graph, n_samples)
+    def _checked_graph(self, W, n_samples):
+        W = check_affinity_graph(W, n_samples)
         if self.variant == "neighbor":
             missing = int((W.diagonal() <= 0).sum())
             if missing:
@@ -355,66 +273,53 @@ class SpecNet2(ClusteringMethod):
         return W
 
     # -- fit ------------------------------------------------------------------------------------
-    def fit(self, X, y=None, graph=None):
-        """Train the embedding network on the graph of ``X``, rotate it and cluster it.
-
-        Parameters
-        ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
-            Training features; moved once to the device.
-        y : ignored
-            Present for scikit-learn API consistency.
-        graph : scipy sparse matrix, numpy array or torch tensor of shape (n_samples, n_samples), optional
-            Precomputed symmetric affinity of ``X`` (with self-loops for ``variant="neighbor"``); built
-            from ``affinity`` with :func:`cutbench.graph.knn_graph` when omitted.
-
-        Returns
-        -------
-        self
-        """
-        X = self._validate_fit_input(X)
+    def _fit(self, X, graph=None):
         n_samples, n_features = X.shape
-        n_components, batch_size = self._check_params(n_samples)
-        affinity = Affinity.from_any(self.affinity)
-        if self.variant == "local" and self.local_graph == "batch" and affinity.n_neighbors is not None \
-                and affinity.n_neighbors >= batch_size:
-            raise CutbenchError(f"the batch affinity asks for n_neighbors={affinity.n_neighbors} but a batch has "
-                                f"only batch_size={batch_size} points; use batch_size > {affinity.n_neighbors} "
-                                "or fewer neighbours.")
+        n_components, batch_size = self._check_sizes(n_samples)
         device = self._device()
-        dtype = _DTYPES[self.dtype]
+        dtype = DTYPES[self.dtype]
         _, generator, seed = seed_generators(self.random_state)
 
-        W = self._full_graph(X, graph, affinity, device)
-        device_graph = _DeviceGraph(W, device, dtype)
         X_train = torch.as_tensor(X).to(device=device, dtype=dtype)
-        model = build_specnet2_net(n_features, tuple(self.hidden_dims), n_components, generator=generator,
-                                   dtype=dtype).to(device)
+        batch_graphs = self.variant == "local" and self.local_graph == "batch"
+        prepared = None
+        if graph is None or batch_graphs:
+            # On the input as given: the graph is built at the precision of the features, whatever dtype
+            # the network trains in.
+            prepared = prepare_affinity(self.affinity, X, device=device, random_state=seed)
+            if batch_graphs and prepared.kernel.n_neighbors is not None and prepared.kernel.n_neighbors >= batch_size:
+                raise CutbenchError(f"the batch affinity asks for n_neighbors={prepared.kernel.n_neighbors} but a "
+                                    f"batch has only batch_size={batch_size} points; use batch_size > "
+                                    f"{prepared.kernel.n_neighbors} or fewer neighbours.")
+        W = self._checked_graph(prepared.graph() if graph is None else graph, n_samples)
+        device_graph = DeviceGraph(W, device, dtype)
+        model = seeded_mlp([n_features, *self.hidden_dims, n_components], activation="relu", generator=generator,
+                           dtype=dtype).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
+        trainer = Trainer("SpecNet2", model, optimizer, hint=f"lower lr (now {self.lr}) or use dtype='float64'.")
         if self.variant == "neighbor":
-            history = self._train_neighbor(model, optimizer, X_train, device_graph, batch_size, generator)
+            steps = self._neighbor_steps(model, X_train, device_graph, batch_size, generator)
         else:
-            history = self._train_local(model, optimizer, X_train, device_graph, affinity, batch_size, generator)
+            steps = self._local_steps(model, X_train, device_graph, prepared, batch_size, generator)
+        self.history_ = trainer.run(self.epochs, steps)
 
         self.model_ = model
         self.n_components_ = n_components
-        self.n_features_in_ = n_features
-        self.affinity_ = affinity if graph is None or self.local_graph == "batch" else None
-        self.history_ = history
+        self.affinity_ = None if prepared is None else prepared.spec
         self.n_iter_ = int(self.epochs)
         self._rayleigh_ritz(X_train, device_graph)
         kmeans = SklearnKMeans(n_clusters=self.n_clusters, n_init=int(self.n_init), random_state=seed)
-        self.labels_ = as_numpy_labels(kmeans.fit_predict(self.embedding_))
+        self.labels_ = kmeans.fit_predict(self.embedding_).astype(np.int64)
         self.cluster_centers_ = kmeans.cluster_centers_
         self.kmeans_ = kmeans
-        return self
 
-    def _train_neighbor(self, model, optimizer, X, graph: _DeviceGraph, batch_size, generator):
+    def _neighbor_steps(self, model, X, graph: DeviceGraph, batch_size, generator):
+        """Epochs of the ``neighbor`` variant; each ends with the objective of the cached outputs."""
         n = graph.n
         degrees = graph.degrees
         cache = forward_in_chunks(model, X, self.predict_batch_size, to_cpu=False)
-        history = {"loss": []}
-        for epoch in range(self.epochs):
+
+        def epoch_steps(epoch):
             # Exact sums from the cache once per epoch; incremental updates in between.
             YDY = cache.T @ (degrees[:, None] * cache)
             dY = degrees @ cache
@@ -433,27 +338,22 @@ class SpecNet2(ClusteringMethod):
                 Y_batch = Y_neighbours[torch.searchsorted(neighbours, batch)]
                 gradient = specnet2_row_gradient(block @ new, Y_batch.detach(), degrees[batch],
                                                  dY / graph.volume, YDY, n)
-                optimizer.zero_grad(set_to_none=True)
-                (Y_batch * gradient).sum().backward()
-                optimizer.step()
+                yield (Y_batch * gradient).sum(), None
             with torch.no_grad():
-                loss = self._cached_objective(cache, graph)
-            self._check_finite(loss, epoch)
-            history["loss"].append(loss)
-        return history
+                return self._cached_objective(cache, graph).reshape(1)
 
-    def _train_local(self, model, optimizer, X, graph: _DeviceGraph, affinity, batch_size, generator):
+        return epoch_steps
+
+    def _local_steps(self, model, X, graph: DeviceGraph, prepared, batch_size, generator):
+        """Epochs of the ``local`` variant; each step reports the objective of its batch graph."""
         n = graph.n
-        history = {"loss": []}
-        n_steps = n // batch_size
-        for epoch in range(self.epochs):
+
+        def epoch_steps(epoch):
             order = torch.randperm(n, generator=generator).to(X.device)
-            total = torch.zeros((), device=X.device, dtype=X.dtype)
-            for step in range(n_steps):
+            for step in range(n // batch_size):
                 batch = order[step * batch_size:(step + 1) * batch_size]
-                X_batch = X[batch]
-                W_batch = graph.subgraph(batch) if self.local_graph == "subgraph" else batch_affinity(X_batch, affinity)
-                Y_batch = model(X_batch)
+                W_batch = graph.subgraph(batch) if self.local_graph == "subgraph" else prepared.batch(batch).to(X.dtype)
+                Y_batch = model(X[batch])
                 with torch.no_grad():
                     new = Y_batch.detach()
                     degree_b = W_batch.sum(dim=1)
@@ -461,30 +361,21 @@ class SpecNet2(ClusteringMethod):
                     mean_dY = (degree_b @ new) / degree_b.sum().clamp_min(torch.finfo(new.dtype).tiny)
                     YDY = new.T @ (degree_b[:, None] * new)
                     gradient = specnet2_row_gradient(W_batch @ new, new, degree_b, mean_dY, YDY, batch_size)
-                    total += -2.0 / batch_size * (new * (W_batch @ new - degree_b[:, None] * mean_dY)).sum() \
+                    objective = -2.0 / batch_size * (new * (W_batch @ new - degree_b[:, None] * mean_dY)).sum() \
                         + (YDY @ YDY).trace() / batch_size**3
-                optimizer.zero_grad(set_to_none=True)
-                (Y_batch * gradient).sum().backward()
-                optimizer.step()
-            loss = float(total) / n_steps  # one host transfer per epoch
-            self._check_finite(loss, epoch)
-            history["loss"].append(loss)
-        return history
+                yield (Y_batch * gradient).sum(), objective.reshape(1)
 
-    def _check_finite(self, loss, epoch):
-        if not np.isfinite(loss):
-            raise CutbenchError(f"SpecNet2 training diverged at epoch {epoch + 1} (objective {loss}); lower lr "
-                                f"(now {self.lr}) or use dtype='float64'.")
+        return epoch_steps
 
     @staticmethod
-    def _cached_objective(Y, graph: _DeviceGraph) -> float:
+    def _cached_objective(Y, graph: DeviceGraph) -> torch.Tensor:
         n = graph.n
         YDY = Y.T @ (graph.degrees[:, None] * Y)
         dY = graph.degrees @ Y
         trace_WY = (Y * graph.matmul(Y)).sum() - (dY @ dY) / graph.volume
-        return float(-2.0 / n * trace_WY + (YDY @ YDY).trace() / n**3)
+        return -2.0 / n * trace_WY + (YDY @ YDY).trace() / n**3
 
-    def _rayleigh_ritz(self, X, graph: _DeviceGraph):
+    def _rayleigh_ritz(self, X, graph: DeviceGraph):
         """Rotate the outputs onto Ritz vectors of ``(W, D)`` in their span (reference post-processing)."""
         Y = forward_in_chunks(self.model_, X, self.predict_batch_size, to_cpu=False).to(torch.float64)
         WY = graph.matmul(Y)
@@ -502,35 +393,14 @@ class SpecNet2(ClusteringMethod):
         self.embedding_ = Y.cpu().numpy() @ self.rotation_
 
     # -- inference --------------------------------------------------------------------------------
-    def transform(self, X):
-        """Rotated embedding ``model_(X) @ rotation_`` of any points.
-
-        Parameters
-        ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
-
-        Returns
-        -------
-        numpy.ndarray of shape (n_samples, n_components_), float64
-        """
-        X = self._validate_predict_input(X)
+    def _transform(self, X):
+        """Rotated embedding ``model_(X) @ rotation_`` of any points (float64)."""
         embedding = forward_in_chunks(self.model_, X, self.predict_batch_size, lambda Y: Y.to(torch.float64))
         return embedding.numpy() @ self.rotation_
 
-    def predict(self, X):
-        """Assign each row of ``X`` to the nearest k-means centre of its rotated embedding.
-
-        Parameters
-        ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
-            Any points, seen in ``fit`` or not.
-
-        Returns
-        -------
-        labels : numpy.ndarray of shape (n_samples,), dtype int64
-        """
-        return as_numpy_labels(self.kmeans_.predict(self.transform(X)))
+    def _predict(self, X):
+        """Assign each row of ``X`` to the nearest k-means centre of its rotated embedding."""
+        return self.kmeans_.predict(self._transform(X))
 
 
-__all__ = ["SpecNet2", "specnet2_objective", "specnet2_row_gradient", "build_specnet2_net", "PRESETS",
-           "VARIANTS", "LOCAL_GRAPHS"]
+__all__ = ["SpecNet2", "specnet2_objective", "specnet2_row_gradient", "PRESETS", "VARIANTS", "LOCAL_GRAPHS"]

@@ -48,10 +48,13 @@ import torch
 from sklearn.cluster import KMeans as SklearnKMeans
 
 from cutbench import CutbenchError
-from cutbench._validation import check_batch_size, check_hidden_dims, check_number, seed_generators
-from cutbench.graph import Affinity, l2_normalize_rows, pairwise_sq_dists, prepare_affinity
-from cutbench.methods.base import Capabilities, ClusteringMethod, as_numpy_labels, forward_in_chunks
-from cutbench.siamese import ACTIVATIONS, SiameseAffinity, seeded_mlp
+from cutbench._validation import check_batch_size, seed_generators
+from cutbench.affinity import prepare_affinity
+from cutbench.graph import Affinity, global_median_sigma, l2_normalize_rows, local_median_affinity
+from cutbench.methods._training import ACTIVATIONS, Trainer, forward_in_chunks, plateau_schedule, seeded_mlp
+from cutbench.methods.base import AFFINITY, EVERY_AFFINITY, Capabilities, ClusteringMethod, EmbeddingMixin
+from cutbench.params import Interval, NoneValue, Options, Widths
+from cutbench.siamese import SiameseAffinity
 
 SCALES = ("global_median", "local_median", "affinity")
 ORTHONORMS = ("qr", "cholesky")
@@ -63,7 +66,6 @@ CHOLESKY_JITTER = 1e-7
 
 _MIN_LR = 1e-7  # training stops once the plateau schedule has decayed the learning rate this far
 _LR_DECAY = 0.1
-_LOCAL_SIGMA_FLOOR = 1e-7  # the PyTorch code clamps its local scales here
 # A batch output counts as rank-deficient when its smallest singular value is below this multiple of the
 # largest: the numerical-rank rule for float32 network outputs (max(m, k) * eps is applied on top).
 _RANK_EPS = float(torch.finfo(torch.float32).eps)
@@ -158,78 +160,6 @@ def orthonorm_weights(Y_tilde, method="qr"):
     return weights, rank_deficient
 
 
-def local_median_affinity(Z, n_neighbors, *, self_loops=True, symmetrize="mean"):
-    """Per-batch kNN affinity with local scales, as the PyTorch SpectralNet code builds it.
-
-    ``sigma_j`` = median of the distances from ``z_j`` to its ``n_neighbors`` nearest points and itself
-    (the zero included), at least 1e-7; ``W_ij = exp(-||z_i - z_j||² / sigma_j²)`` on the ``n_neighbors``
-    nearest neighbours of ``i`` (self excluded), 0 elsewhere; then symmetrised; diagonal 1 or 0.
-
-    Parameters
-    ----------
-    Z : torch.Tensor of shape (m, d)
-    n_neighbors : int
-        ``1 <= n_neighbors < m``.
-    self_loops : bool, default=True
-    symmetrize : {"mean", "max"}, default="mean"
-
-    Returns
-    -------
-    torch.Tensor of shape (m, m), dtype and device of ``Z``
-    """
-    with torch.no_grad():
-        sq = pairwise_sq_dists(Z - Z.mean(dim=0))
-        m = sq.shape[0]
-        if not 1 <= n_neighbors < m:
-            raise CutbenchError(f"n_neighbors={n_neighbors} must be in [1, {m - 1}] for a batch of {m} points; "
-                                f"use a batch_size above n_neighbors.")
-        no_self = sq.clone()
-        no_self.diagonal().fill_(math.inf)
-        kept_sq, columns = torch.topk(no_self, n_neighbors, dim=1, largest=False)
-        with_self = torch.cat([torch.zeros(m, 1, dtype=sq.dtype, device=sq.device), kept_sq], dim=1)
-        sigma = torch.quantile(with_self.sqrt(), 0.5, dim=1).clamp_min(_LOCAL_SIGMA_FLOOR)
-        weights = torch.exp(-kept_sq / sigma[columns].square())
-        W = torch.zeros_like(sq).scatter_(1, columns, weights)
-        W = (W + W.T) / 2 if symmetrize == "mean" else torch.maximum(W, W.T)
-        W.diagonal().fill_(1.0 if self_loops else 0.0)
-    return W
-
-
-def global_median_sigma(Z, scale_neighbor, *, sample_size, generator):
-    """Median over a random sample of points of the distance to the ``scale_neighbor``-th nearest sample point.
-
-    The point itself is its own first neighbour (TF convention), so ``scale_neighbor=2`` is the nearest
-    other point.
-
-    Parameters
-    ----------
-    Z : torch.Tensor of shape (n, d)
-    scale_neighbor : int
-        ``2 <= scale_neighbor <= sample size``.
-    sample_size : int
-        Points drawn without replacement (at most ``n``).
-    generator : torch.Generator
-        CPU generator of the sample.
-
-    Returns
-    -------
-    float
-    """
-    sample_size = min(sample_size, Z.shape[0])
-    if not 2 <= scale_neighbor <= sample_size:
-        raise CutbenchError(f"scale_neighbor={scale_neighbor} must be in [2, {sample_size}] (the point itself "
-                            f"counts as neighbour 1; the sample has {sample_size} points).")
-    sample = Z[torch.randperm(Z.shape[0], generator=generator)[:sample_size].to(Z.device)]
-    with torch.no_grad():
-        sq = pairwise_sq_dists(sample - sample.mean(dim=0))
-        kth = torch.kthvalue(sq, scale_neighbor, dim=1).values.sqrt()
-    sigma = float(np.median(kth.cpu().numpy()))
-    if not sigma > 0:
-        raise CutbenchError("the global median scale is 0: most sampled points have a duplicate. Remove "
-                            "duplicates, use a larger scale_neighbor, or scale='affinity' with a fixed sigma.")
-    return sigma
-
-
 class _BatchStream:
     """Batches of ``batch_size`` indices, each drawn without replacement: consecutive slices of a random
     permutation, redrawn when too few indices remain (one permutation serves ``n // batch_size`` batches)."""
@@ -247,12 +177,7 @@ class _BatchStream:
         return batch
 
 
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise CutbenchError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}.")
-
-
-class SpectralNet(ClusteringMethod):
+class SpectralNet(EmbeddingMixin, ClusteringMethod):
     """SpectralNet: tanh network + orthonormalisation layer trained on batch Laplacians, then k-means.
 
     See the module docstring for the method and for where it follows the paper or the reference codes.
@@ -324,7 +249,26 @@ class SpectralNet(ClusteringMethod):
     """
 
     name: ClassVar[str] = "spectralnet"
-    capabilities: ClassVar[Capabilities] = Capabilities(gpu=True, minibatch=True, out_of_sample=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(gpu=True, minibatch=True, out_of_sample=True,
+                                                        affinity_kinds=EVERY_AFFINITY)
+    _parameter_constraints: ClassVar[dict] = {
+        **ClusteringMethod._parameter_constraints,
+        "affinity": [AFFINITY],
+        "scale": [Options(*SCALES)],
+        "scale_neighbor": [Interval(int, 2)],
+        "hidden_dims": [Widths((1024, 1024, 512))],
+        "activation": [Options(*ACTIVATIONS)],
+        "orthonorm": [Options(*ORTHONORMS)],
+        "orth_grad": [Options(*ORTH_GRADS)],
+        "optimizer": [Options(*OPTIMIZERS)],
+        "lr": [Interval(float, 0, None, closed="neither")],
+        "batch_size": [Interval(int, 1)],
+        "epochs": [Interval(int, 1)],
+        "steps_per_epoch": [Interval(int, 1), NoneValue("one pass over the data per epoch")],
+        "patience": [Interval(int, 1)],
+        "n_init": [Interval(int, 1)],
+        "predict_batch_size": [Interval(int, 1)],
+    }
 
     def __init__(self, n_clusters=2, *, affinity="knn", scale="global_median", scale_neighbor=2,
                  hidden_dims=(1024, 1024, 512), activation="relu", orthonorm="qr", orth_grad="through",
@@ -348,23 +292,6 @@ class SpectralNet(ClusteringMethod):
         self.predict_batch_size = predict_batch_size
         self.device = device
         self.random_state = random_state
-
-    def _check_params(self):
-        _check_choice("scale", self.scale, SCALES)
-        _check_choice("activation", self.activation, tuple(ACTIVATIONS))
-        _check_choice("orthonorm", self.orthonorm, ORTHONORMS)
-        _check_choice("orth_grad", self.orth_grad, ORTH_GRADS)
-        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        check_number("lr", self.lr, minimum=0, strict=True)
-        check_number("scale_neighbor", self.scale_neighbor, minimum=2, integer=True)
-        check_number("epochs", self.epochs, minimum=1, integer=True)
-        if self.steps_per_epoch is not None:
-            check_number("steps_per_epoch", self.steps_per_epoch, minimum=1, integer=True,
-                         hint=" Or None: one pass over the data per epoch.")
-        check_number("patience", self.patience, minimum=1, integer=True)
-        check_number("n_init", self.n_init, minimum=1, integer=True)
-        check_number("predict_batch_size", self.predict_batch_size, minimum=1, integer=True)
-        check_hidden_dims(self.hidden_dims, example=(1024, 1024, 512))
 
     def _check_kernel(self, kernel: Affinity, batch_size: int):
         if kernel.n_neighbors is not None and kernel.n_neighbors >= batch_size:
@@ -391,24 +318,11 @@ class SpectralNet(ClusteringMethod):
         # The kernel normalises rows before measuring distances, so the scale is measured the same way.
         points = l2_normalize_rows(prepared.points) if kernel.normalize_rows else prepared.points
         sigma = global_median_sigma(points, self.scale_neighbor, sample_size=batch_size, generator=generator)
-        return dataclasses.replace(prepared, kernel=dataclasses.replace(kernel, sigma=sigma)).batch, sigma
+        return prepared.with_kernel(dataclasses.replace(kernel, sigma=sigma)).batch, sigma
 
-    def fit(self, X, y=None):
-        """Train the network on ``X``, embed it and cluster the embedding with k-means.
-
-        Parameters
-        ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
-        y : ignored
-
-        Returns
-        -------
-        self
-        """
-        X = self._validate_fit_input(X)
+    def _fit(self, X):
         n_samples, n_features = X.shape
         batch_size = check_batch_size(self.batch_size, n_samples, self.n_clusters)
-        self._check_params()
         device = self._device()
         _, generator, seed = seed_generators(self.random_state)
 
@@ -423,19 +337,17 @@ class SpectralNet(ClusteringMethod):
             optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
         else:
             optimizer = torch.optim.RMSprop(model.parameters(), lr=self.lr, alpha=0.9)
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=_LR_DECAY, patience=self.patience)
+        trainer = Trainer("SpectralNet", model, optimizer,
+                          scheduler=plateau_schedule(optimizer, factor=_LR_DECAY, patience=self.patience),
+                          min_lr=_MIN_LR, hint=f"lower lr (now {self.lr:g}).")
         steps = self.steps_per_epoch if self.steps_per_epoch is not None else n_samples // batch_size
         grad_batches = _BatchStream(n_samples, batch_size, generator, device)
         orth_batches = _BatchStream(n_samples, batch_size, generator, device)
         detached = self.orth_grad == "detached"
-        history = {"loss": [], "lr": []}
         weights = None
-        for epoch in range(self.epochs):
-            lr = optimizer.param_groups[0]["lr"]
-            if lr <= _MIN_LR:
-                break
-            history["lr"].append(lr)
-            total = torch.zeros((), dtype=torch.float64, device=device)
+
+        def epoch_steps(epoch):
+            nonlocal weights
             rank_deficient = torch.zeros((), dtype=torch.bool, device=device)
             for _ in range(steps):
                 with torch.set_grad_enabled(not detached):
@@ -444,37 +356,24 @@ class SpectralNet(ClusteringMethod):
                 index = grad_batches.next()
                 Y = model(X_train[index]).to(torch.float64) @ weights
                 loss = spectral_loss(Y, batch_affinity_of(index).to(torch.float64))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += loss.detach()
+                yield loss, loss.detach().reshape(1)
             # Checked once per epoch, so the device is not synchronised every step.
             if bool(rank_deficient):
                 raise CutbenchError(
                     f"SpectralNet could not orthonormalise a batch in epoch {epoch + 1}: the network output on "
                     f"{batch_size} points has rank < n_clusters={self.n_clusters}. Use a larger batch_size (each "
-                    f"batch must contain every cluster), a lower lr (now {lr:g}), fewer clusters, or a better "
-                    "affinity (e.g. train the Siamese network longer).")
-            mean_loss = float(total) / steps
-            if not math.isfinite(mean_loss):
-                raise CutbenchError(f"SpectralNet training diverged at epoch {epoch + 1} (loss={mean_loss}); "
-                                    f"lower lr (now {lr:g}).")
-            history["loss"].append(mean_loss)
-            scheduler.step(mean_loss)
+                    f"batch must contain every cluster), a lower lr (now {optimizer.param_groups[0]['lr']:g}), "
+                    "fewer clusters, or a better affinity (e.g. train the Siamese network longer).")
 
-        model.eval()
-        model.requires_grad_(False)
+        self.history_ = trainer.run(self.epochs, epoch_steps)
         self.model_ = model
         self.orthonorm_weights_ = weights.detach()
         self.affinity_ = prepared.spec
         self.sigma_ = sigma
-        self.history_ = history
-        self.n_iter_ = len(history["loss"])
-        self.n_features_in_ = n_features
+        self.n_iter_ = len(self.history_["loss"])
         self.embedding_ = self._embed(X_train)
         self.kmeans_ = SklearnKMeans(n_clusters=self.n_clusters, n_init=int(self.n_init), random_state=seed)
-        self.labels_ = as_numpy_labels(self.kmeans_.fit_predict(self.embedding_))
-        return self
+        self.labels_ = self.kmeans_.fit_predict(self.embedding_).astype(np.int64)
 
     def _embed(self, X) -> np.ndarray:
         """``f(X) A`` in chunks of ``predict_batch_size`` on the fitted device, as float64 numpy."""
@@ -482,29 +381,10 @@ class SpectralNet(ClusteringMethod):
                                       lambda Y: Y.to(torch.float64) @ self.orthonorm_weights_)
         return embedding.numpy()
 
-    def transform(self, X):
-        """Spectral embedding ``f(X) A`` of any points, with the stored orthonormalisation.
+    def _transform(self, X):
+        """Spectral embedding ``f(X) A`` of any points, with the stored orthonormalisation (float64)."""
+        return self._embed(X)
 
-        Parameters
-        ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
-
-        Returns
-        -------
-        numpy.ndarray of shape (n_samples, n_clusters), float64
-        """
-        return self._embed(self._validate_predict_input(X))
-
-    def predict(self, X):
-        """Assign each row of ``X`` to the nearest k-means centre of its embedding.
-
-        Parameters
-        ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
-            Any points, seen in ``fit`` or not.
-
-        Returns
-        -------
-        labels : numpy.ndarray of shape (n_samples,), int64
-        """
-        return as_numpy_labels(self.kmeans_.predict(self.transform(X)))
+    def _predict(self, X):
+        """Assign each row of ``X`` to the nearest k-means centre of its embedding."""
+        return self.kmeans_.predict(self._embed(X))

@@ -29,15 +29,15 @@ import numpy as np
 import pandas as pd
 
 from cutbench import CutbenchError
-from cutbench.graph import affinity_label
+from cutbench.affinity import affinity_label
+from cutbench.metrics import METRICS
+from cutbench.store import STATUSES
 
 DEFAULT_METRICS = ("acc", "nmi", "ari")
+"""The metrics a summary table shows unless told otherwise (every one in :data:`cutbench.metrics.METRICS` is recorded)."""
 DEFAULT_TIMES = ("fit_s",)
-STATUSES = ("ok", "failed", "timeout", "skipped")
 LAYOUTS = ("long", "wide")
 
-_HIGHER_IS_BETTER = {"acc": True, "nmi": True, "ari": True, "nca": True}
-_LABELS = {"acc": "ACC", "nmi": "NMI", "ari": "ARI", "nca": "NCA"}
 _COUNT_COLUMNS = ("n_ok", "n_total", "status")
 
 
@@ -59,21 +59,23 @@ def higher_is_better(quantity: str, directions: Mapping[str, bool] | None = None
     Returns
     -------
     bool or None
-        True for acc/nmi/ari/nca, False for times (``*_s``), None when unknown (never highlighted).
+        The declared direction of a metric (:data:`cutbench.metrics.METRICS`), False for times
+        (``*_s``), None when unknown (never highlighted).
     """
     if directions is not None and quantity in directions:
         return bool(directions[quantity])
-    if quantity in _HIGHER_IS_BETTER:
-        return _HIGHER_IS_BETTER[quantity]
+    if quantity in METRICS:
+        return METRICS[quantity].higher_is_better
     if is_seconds(quantity):
         return False
     return None
 
 
 def quantity_label(quantity: str) -> str:
-    """Column header for a quantity: ``"acc" -> "ACC"``, ``"fit_s" -> "fit [s]"``, others unchanged."""
-    if quantity in _LABELS:
-        return _LABELS[quantity]
+    """Column header for a quantity: a metric's declared label (``"acc" -> "ACC"``), ``"fit_s" -> "fit [s]"``,
+    others unchanged."""
+    if quantity in METRICS:
+        return METRICS[quantity].label
     if is_seconds(quantity):
         return f"{quantity[:-2]} [s]"
     return quantity

@@ -148,7 +148,7 @@ def test_learning_rate_drops_on_a_plateau():
 def test_registry_and_presets():
     assert get_method("cnc") is CNC
     for preset in PRESETS.values():
-        CNC(10, **preset)._check_params(5000, preset["affinity"])
+        CNC(10, **preset)._validate_params()
 
 
 # ---- bad input ----------------------------------------------------------------------------------

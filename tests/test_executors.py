@@ -150,14 +150,14 @@ def test_kill_minus_9_then_rerun_recomputes_no_finished_cell(tmp_path):
 
 
 def test_a_retried_cell_whose_process_dies_replaces_the_earlier_record(tmp_path, monkeypatch):
-    import cutbench.executors
+    import cutbench.runner
 
     cell = expand_study({**TINY, "methods": ["kmeans"], "seeds": [0]}).cells[0]
     store = ResultStore(tmp_path)
-    key = cell_key(identify_cell(cell, cutbench.executors._DATASETS)[0])
+    key = cell_key(identify_cell(cell, cutbench.runner._DATASETS)[0])
     store.write({"study": "exec", "key": key, "config": {}, "status": "failed", "error": "an earlier run's error"})
-    monkeypatch.setattr(cutbench.executors.sys, "executable", "false")  # a child that exits 1 and writes nothing
-    assert cutbench.executors._execute_in_child(cell, str(tmp_path), "exec", limit=5) == (key, "failed")
+    monkeypatch.setattr(cutbench.runner.sys, "executable", "false")  # a child that exits 1 and writes nothing
+    assert cutbench.runner._execute_in_child(cell, str(tmp_path), "exec", limit=5) == (key, "failed")
     assert "the cell's process died (exit code 1)" in store.get(key)["error"]
 
 

@@ -68,12 +68,12 @@ def test_presets_and_round_trip():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"sigma": 0.0}, r"sigma must be > 0"),
-    ({"sigma": -1}, r"sigma must be > 0"),
-    ({"sigma": float("nan")}, r"sigma must be > 0"),
-    ({"sigma": "mean"}, r"positive number or 'median'"),
-    ({"sigma": True}, r"positive number or 'median'"),
-    ({"n_neighbors": 0}, r"n_neighbors must be an integer >= 1 .* or None"),
+    ({"sigma": 0.0}, r"^Affinity: sigma must be a number > 0 or 'median'; got 0\.0\.$"),
+    ({"sigma": -1}, r"sigma must be a number > 0 or 'median'; got -1\."),
+    ({"sigma": float("nan")}, r"sigma must be a number > 0 or 'median'; got nan\."),
+    ({"sigma": "mean"}, r"sigma must be a number > 0 or 'median'; got 'mean'\."),
+    ({"sigma": True}, r"sigma must be a number > 0 or 'median'; got True\."),
+    ({"n_neighbors": 0}, r"n_neighbors must be an integer >= 1 or None \(a dense graph\); got 0\."),
     ({"n_neighbors": 2.5}, r"n_neighbors must be an integer >= 1"),
     ({"symmetrize": "sum"}, r"symmetrize must be one of 'mean', 'max'"),
     ({"self_loops": "yes"}, r"self_loops must be True or False"),
@@ -89,7 +89,8 @@ def test_from_any_rejects_unknown_keys_presets_and_types():
     with pytest.raises(CutbenchError, match=r"unknown affinity key\(s\) \['k'\]; accepted keys: 'sigma', "
                                             r"'n_neighbors', 'self_loops', 'normalize_rows', 'symmetrize'"):
         Affinity.from_any({"sigma": 1.0, "k": 3})
-    with pytest.raises(CutbenchError, match=r"unknown affinity preset 'gauss'; accepted presets: 'knn', 'neuncut'"):
+    with pytest.raises(CutbenchError, match=r"unknown affinity preset 'gauss'; accepted presets: 'knn', 'neuncut', "
+                                            r"'cnc', 'knn_self_loops'"):
         Affinity.from_any("gauss")
     with pytest.raises(CutbenchError, match=r"got int"):
         Affinity.from_any(3)

@@ -58,10 +58,10 @@ def test_seeded_fits_are_reproducible(blobs):
 
 
 @pytest.mark.parametrize(("params", "message"), [
-    ({"n_init": 0}, "n_init must be a positive integer"),
-    ({"max_iter": 2.5}, "max_iter must be a positive integer"),
+    ({"n_init": 0}, r"KMeans: n_init must be an integer >= 1; got 0\."),
+    ({"max_iter": 2.5}, r"KMeans: max_iter must be an integer >= 1; got 2\.5\."),
     ({"device": "tpu"}, "device must be"),
-    ({"n_clusters": 1}, "n_clusters must be >= 2"),
+    ({"n_clusters": 0}, r"n_clusters must be an integer >= 1; got 0\."),
 ])
 def test_invalid_parameters_are_errors(blobs, params, message):
     X, _ = blobs
@@ -74,7 +74,7 @@ def test_predict_checks_fit_and_feature_count(blobs):
     with pytest.raises(NotFittedError):
         KMeans(4).predict(X)
     model = KMeans(4, random_state=0).fit(X)
-    with pytest.raises(CutbenchError, match="X has 3 features"):
+    with pytest.raises(ValueError, match="X has 3 features, but KMeans is expecting 2 features as input"):
         model.predict(np.zeros((5, 3)))
 
 

@@ -11,7 +11,6 @@ from sklearn.neighbors import kneighbors_graph
 from cutbench import CutbenchError, CutbenchWarning
 from cutbench.graph import Affinity, knn_graph
 from cutbench.methods import ncut as ncut_module
-from cutbench.methods.base import TransductiveError
 from cutbench.methods.ncut import Ncut
 from cutbench.methods.registry import get_method
 from reference import hungarian_accuracy
@@ -172,9 +171,9 @@ def test_invalid_graphs_are_errors(three_blobs_graph, edit, message):
     ({"eigen_solver": "amg"}, "eigen_solver must be one of"),
     ({"eigen_tol": 0.0}, "eigen_tol must be a number in"),
     ({"eigen_tol": "1e-6"}, "eigen_tol must be a number in"),
-    ({"n_components": 2}, "n_clusters <= n_components < n_samples"),
-    ({"n_components": 300}, "n_clusters <= n_components < n_samples"),
-    ({"n_init": 0}, "n_init must be a positive integer"),
+    ({"n_components": 0}, r"Ncut: n_components must be an integer >= 1 or None \(n_clusters\); got 0\."),
+    ({"n_components": 300}, r"n_components must be below n_samples = 300; got 300\."),
+    ({"n_init": 0}, r"Ncut: n_init must be an integer >= 1; got 0\."),
     ({"normalize_embedding": "yes"}, "normalize_embedding must be True or False"),
 ])
 def test_invalid_parameters_are_errors(three_blobs_graph, params, message):
@@ -204,8 +203,8 @@ def test_unconverged_lobpcg_warns_with_its_residual(three_blobs_graph, monkeypat
 def test_is_transductive_and_registered(three_blobs_graph):
     X, _, W = three_blobs_graph
     model = Ncut(3, device="cpu", random_state=0).fit(X, graph=W)
-    with pytest.raises(TransductiveError):
-        model.predict(X)
+    assert not hasattr(model, "predict")  # transductive: fit_predict labels the points it is fitted on
+    np.testing.assert_array_equal(Ncut(3, device="cpu", random_state=0).fit_predict(X, graph=W), model.labels_)
     assert get_method("ncut") is Ncut
     assert Ncut.capabilities.precomputed_graph and Ncut.capabilities.gpu
     assert not Ncut.capabilities.out_of_sample

@@ -201,8 +201,10 @@ def test_fitted_state_and_prediction_api():
     np.testing.assert_array_equal(model.predict(torch.tensor(X, dtype=torch.float32)), labels)
     chunked = clone(model).set_params(predict_batch_size=7).fit(X)
     np.testing.assert_array_equal(chunked.predict(X), labels)
-    with pytest.raises(CutbenchError, match="features"):
+    with pytest.raises(ValueError, match="X has 5 features, but NeuNcut is expecting 2 features as input"):
         model.predict(np.zeros((3, 5)))
+    with pytest.raises(ValueError, match="X has 5 features, but NeuNcut is expecting 2 features as input"):
+        model.predict(torch.zeros(3, 5))
 
 
 @pytest.mark.filterwarnings("ignore:NeuNcut used only")  # lr 1e-12 leaves the network untrained on purpose
@@ -256,8 +258,9 @@ X_SMALL = np.random.default_rng(0).normal(size=(20, 3))
 @pytest.mark.parametrize("method", [NeuNcut, NeuRcut])
 @pytest.mark.parametrize(("X", "params", "match"), [
     (np.where(np.eye(20, 3) > 0, np.nan, X_SMALL), {}, "NaN"),
-    (X_SMALL[:, 0], {}, "2-D"),
-    (X_SMALL, {"n_clusters": 1}, "n_clusters must be >= 2"),
+    (X_SMALL[:, 0], {}, "Expected 2D array, got 1D array instead"),
+    (torch.from_numpy(X_SMALL[:, 0]), {}, "X must be 2-D"),
+    (X_SMALL, {"n_clusters": 0}, "n_clusters must be an integer >= 1; got 0"),
     (X_SMALL, {"n_clusters": 21}, "exceeds the number of samples"),
     (X_SMALL, {"batch_size": 21}, "batch_size=21 exceeds"),
     (X_SMALL, {"batch_size": 1}, "smaller than n_clusters"),
@@ -267,11 +270,11 @@ X_SMALL = np.random.default_rng(0).normal(size=(20, 3))
     (X_SMALL, {"epochs": 0}, "epochs must be"),
     (X_SMALL, {"dtype": "float16"}, "dtype must be one of"),
     (X_SMALL, {"hidden_dims": (512, 0)}, "hidden_dims"),
-    (X_SMALL, {"affinity": "nope"}, "unknown affinity preset 'nope'; accepted presets: 'knn', 'neuncut'"),
+    (X_SMALL, {"affinity": "nope"}, "unknown affinity 'nope'; accepted names: 'knn', 'neuncut', 'cnc'"),
 ])
 def test_bad_input_is_refused(method, X, params, match):
     model = method(**{"n_clusters": 2, "batch_size": 10, "epochs": 1, "device": "cpu", **params})
-    with pytest.raises(CutbenchError, match=match):
+    with pytest.raises(ValueError, match=match):  # a CutbenchError, or scikit-learn's ValueError for the shape
         model.fit(X)
 
 

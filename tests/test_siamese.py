@@ -1,17 +1,16 @@
-"""Siamese affinity: loss against its formula, learned metric, memo, spec round trips, use by every method."""
+"""Siamese affinity: loss against its formula, learned metric, the runner's cache, spec round trips, use by
+every method."""
 
 import numpy as np
 import pytest
 import torch
 from sklearn.datasets import make_moons
 
-from cutbench import CutbenchError, siamese
-from cutbench.graph import (Affinity, PreparedAffinity, batch_affinity, knn_graph, knn_search, prepare_affinity,
-                            resolve_affinity)
-from cutbench.methods.ncut import Ncut
-from cutbench.methods.neuncut import NeuNcut
-from cutbench.methods.spectralnet import SpectralNet
-from cutbench.siamese import SiameseAffinity, clear_memo, contrastive_loss
+from cutbench import CutbenchError
+from cutbench.affinity import AffinityCache, PreparedAffinity, prepare_affinity, resolve_affinity
+from cutbench.graph import Affinity, batch_affinity, knn_graph, knn_search
+from cutbench.methods import CNC, Ncut, NeuNcut, SpecNet2, SpectralNet
+from cutbench.siamese import SiameseAffinity, contrastive_loss
 
 # A small network that learns the moons' neighbourhoods in about a second on one CPU thread.
 SMALL = SiameseAffinity(hidden_dims=(32, 32), embedding_dim=4, epochs=20, kernel=dict(n_neighbors=8))
@@ -55,29 +54,32 @@ def test_learned_space_keeps_neighbours_close_and_classes_apart(moons):
     assert positive_distance < 0.2 * random_distance
     assert embedding.history["loss"][-1] < embedding.history["loss"][0]
     # The heat-kernel graph on the embedding puts (almost) no weight between the two moons.
-    W = embedding.knn_graph(X).tocoo()
+    prepared = prepare_affinity(SMALL, X, device="cpu", random_state=0)
+    W = prepared.graph().tocoo()
     assert W.data[y[W.row] != y[W.col]].sum() < 1e-3 * W.data.sum()
-    np.testing.assert_allclose(embedding.batch_affinity(X[:50]).numpy(),
+    np.testing.assert_allclose(prepared.batch(torch.arange(50)).numpy(),
                                batch_affinity(torch.from_numpy(Z[:50]), SMALL.kernel).numpy())
 
 
-def test_training_is_memoised_by_data_spec_and_seed(moons):
+def test_an_active_cache_trains_once_per_data_spec_and_seed(moons):
     X, _ = moons
-    clear_memo()
-    first = SMALL.fit(X, device="cpu", random_state=0)
-    assert SMALL.fit(X.copy(), device="cpu", random_state=0) is first
-    assert SiameseAffinity(**{**SMALL.__dict__, "random_state": 0}).fit(X, device="cpu") is first
-    assert SMALL.fit(X, device="cpu", random_state=1) is not first
-    assert SMALL.fit(X[:-1], device="cpu", random_state=0) is not first
-    # Another kernel on the same network: training is shared, the kernel is the caller's.
-    other_kernel = Affinity(n_neighbors=3, self_loops=True)
-    shared = SiameseAffinity(**{**SMALL.__dict__, "kernel": other_kernel}).fit(X, device="cpu", random_state=0)
-    assert shared.network is first.network and shared.kernel == other_kernel and first.kernel == SMALL.kernel
-    clear_memo()
-    again = SMALL.fit(X, device="cpu", random_state=0)
-    assert again is not first
-    for mine, theirs in zip(again.network.parameters(), first.network.parameters()):
-        torch.testing.assert_close(mine, theirs, rtol=0, atol=0)  # seeded training is reproducible
+    cache = AffinityCache()
+    with cache.active():
+        first = prepare_affinity(SMALL, X, device="cpu", random_state=0).points
+        assert len(cache) == 1
+        torch.testing.assert_close(prepare_affinity(SMALL, X.copy(), device="cpu", random_state=0).points, first)
+        # A spec fixing the same seed, or differing only in its kernel, shares the network.
+        prepare_affinity(SiameseAffinity(**{**SMALL.__dict__, "random_state": 0}), X, device="cpu")
+        other_kernel = SiameseAffinity(**{**SMALL.__dict__, "kernel": Affinity(n_neighbors=3, self_loops=True)})
+        shared = prepare_affinity(other_kernel, X, device="cpu", random_state=0)
+        assert len(cache) == 1 and shared.kernel == Affinity(n_neighbors=3, self_loops=True)
+        prepare_affinity(SMALL, X, device="cpu", random_state=1)
+        prepare_affinity(SMALL, X[:-1], device="cpu", random_state=0)
+        assert len(cache) == 3
+    # Without an active cache every call trains its own network; seeded training is reproducible.
+    again = prepare_affinity(SMALL, X, device="cpu", random_state=0).points
+    assert len(cache) == 3
+    torch.testing.assert_close(again, first, rtol=0, atol=0)
 
 
 def test_spec_round_trips_and_resolution():
@@ -88,16 +90,17 @@ def test_spec_round_trips_and_resolution():
     assert SMALL.to_dict()["kind"] == "siamese" and SMALL.to_dict()["kernel"]["n_neighbors"] == 8
     with pytest.raises(CutbenchError, match="unknown SiameseAffinity key.*margin"):
         resolve_affinity({"kind": "siamese", "margin": 1.0})
-    with pytest.raises(CutbenchError, match="kind='siamese'"):
+    with pytest.raises(CutbenchError, match="unknown affinity kind 'senet'; accepted kinds: 'heat_kernel', 'siamese'"):
         resolve_affinity({"kind": "senet"})
+    assert resolve_affinity({"kind": "heat_kernel", "n_neighbors": 3}) == Affinity(n_neighbors=3)
 
 
 @pytest.mark.parametrize("params, message", [
-    (dict(n_positives=0), "n_positives must be an integer >= 1"),
-    (dict(neg_margin=0.01), "neg_margin must be a finite number > 0.05"),
+    (dict(n_positives=0), "SiameseAffinity: n_positives must be an integer >= 1; got 0"),
+    (dict(neg_margin=0.01), "neg_margin must be a number > pos_margin = 0.05"),
     (dict(hidden_dims=(8, -1)), "hidden_dims must be a tuple of positive integers"),
     (dict(kernel="nope"), "unknown affinity preset"),
-    (dict(lr=float("nan")), "lr must be a finite number"),
+    (dict(lr=float("nan")), "lr must be a number > 0; got nan"),
 ])
 def test_bad_spec_names_the_constraint(params, message):
     with pytest.raises(CutbenchError, match=message):
@@ -123,26 +126,34 @@ def test_prepare_affinity_of_a_plain_kernel_is_the_features(moons):
     assert (prepared.graph() != knn_graph(X, Affinity())).nnz == 0
 
 
-def test_ncut_neuncut_and_spectralnet_accept_the_siamese_affinity(moons):
+def test_every_method_accepts_the_siamese_affinity(moons):
     X, y = moons
-    clear_memo()
-    ncut = Ncut(2, affinity=SMALL.to_dict(), random_state=0, device="cpu").fit(X)
-    assert ncut.affinity_ == SMALL
-    assert max(np.mean(ncut.labels_ == y), np.mean(ncut.labels_ != y)) >= 0.95
-    neuncut = NeuNcut(2, affinity=SMALL, random_state=0, device="cpu", batch_size=150, epochs=3).fit(X)
-    assert neuncut.affinity_ == SMALL and neuncut.predict(X).shape == (300,)
-    spectralnet = SpectralNet(2, affinity=SMALL, random_state=0, device="cpu", hidden_dims=(32, 32), batch_size=150,
-                              epochs=3, steps_per_epoch=5, optimizer="adam").fit(X)
-    assert spectralnet.affinity_ == SMALL and spectralnet.sigma_ > 0
-    # One Siamese training served all three methods (same data, spec, seed and device).
-    assert len(siamese._memo) == 1
+    cache = AffinityCache()
+    with cache.active():
+        ncut = Ncut(2, affinity=SMALL.to_dict(), random_state=0, device="cpu").fit(X)
+        assert ncut.affinity_ == SMALL
+        assert max(np.mean(ncut.labels_ == y), np.mean(ncut.labels_ != y)) >= 0.95
+        neuncut = NeuNcut(2, affinity=SMALL, random_state=0, device="cpu", batch_size=150, epochs=3).fit(X)
+        assert neuncut.affinity_ == SMALL and neuncut.predict(X).shape == (300,)
+        spectralnet = SpectralNet(2, affinity=SMALL, random_state=0, device="cpu", hidden_dims=(32, 32),
+                                  batch_size=150, epochs=3, steps_per_epoch=5, optimizer="adam").fit(X)
+        assert spectralnet.affinity_ == SMALL and spectralnet.sigma_ > 0
+        cnc = CNC(2, affinity=SMALL, random_state=0, device="cpu", hidden_dims=(16,), batch_size=64, epochs=2,
+                  steps_per_epoch=3).fit(X)
+        assert cnc.affinity_ == SMALL
+        with_loops = SiameseAffinity(**{**SMALL.__dict__, "kernel": Affinity(n_neighbors=8, self_loops=True)})
+        specnet2 = SpecNet2(2, affinity=with_loops, random_state=0, device="cpu", hidden_dims=(16,), batch_size=32,
+                            epochs=1, n_init=1).fit(X)
+        assert specnet2.affinity_ == with_loops
+    # One Siamese training served all five methods (same data, training spec, seed and device).
+    assert len(cache) == 1
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_siamese_trains_on_cuda(moons):
     X, y = moons
-    embedding = SMALL.fit(torch.from_numpy(X).cuda(), device="cuda", random_state=0)
-    assert embedding.transform(X).device.type == "cuda"
-    W = embedding.knn_graph(X).tocoo()
+    prepared = prepare_affinity(SMALL, torch.from_numpy(X).cuda(), device="cuda", random_state=0)
+    assert prepared.points.device.type == "cuda"
+    W = prepared.graph().tocoo()
     assert W.data[y[W.row] != y[W.col]].sum() < 1e-3 * W.data.sum()

@@ -17,7 +17,8 @@ from sklearn.datasets import make_blobs
 from cutbench import CutbenchError
 from cutbench.graph import Affinity, knn_graph
 from cutbench.methods.registry import get_method, make_method
-from cutbench.methods.specnet2 import (PRESETS, SpecNet2, _DeviceGraph, specnet2_objective,
+from cutbench.affinity import DeviceGraph
+from cutbench.methods.specnet2 import (PRESETS, SpecNet2, specnet2_objective,
                                        specnet2_row_gradient)
 from reference import hungarian_accuracy
 
@@ -76,7 +77,7 @@ def test_scaled_generalised_eigenvectors_are_the_minimiser():
 def test_device_graph_rows_subgraph_and_products_match_scipy():
     rng = np.random.default_rng(2)
     W = sp.csr_matrix(random_graph(40, rng, density=0.15))
-    graph = _DeviceGraph(W, torch.device("cpu"), torch.float64)
+    graph = DeviceGraph(W, torch.device("cpu"), torch.float64)
     batch = torch.tensor([7, 2, 31])
     neighbours, block = graph.rows(batch)
     expected_neighbours = np.unique(W[batch.numpy()].indices)
@@ -143,7 +144,8 @@ def test_registry_and_presets():
     assert make_method("specnet2", n_clusters=3, epochs=5).epochs == 5
     assert SpecNet2.capabilities.precomputed_graph and SpecNet2.capabilities.out_of_sample
     for preset in PRESETS.values():
-        SpecNet2(10, **preset)._check_params(1000)
+        SpecNet2(10, **preset)._validate_params()
+        assert SpecNet2(10, **preset)._check_sizes(1000)[0] == 9
 
 
 # ---- bad input ----------------------------------------------------------------------------------
@@ -160,7 +162,7 @@ def test_bad_sizes_name_the_constraint():
     X, _ = blobs(200, seed=0)
     with pytest.raises(CutbenchError, match="smaller than n_clusters"):
         SpecNet2(3, variant="local", **{**FAST, "batch_size": 2}).fit(X)
-    with pytest.raises(CutbenchError, match="n_neighbors=10 but X has only 8 points"):
+    with pytest.raises(CutbenchError, match=r"n_neighbors=10 must be smaller than the number of points \(8\)"):
         SpecNet2(2, **{**FAST, "batch_size": 2}).fit(X[:8])
     with pytest.raises(CutbenchError, match="batch_size > 10"):
         SpecNet2(3, variant="local", local_graph="batch", **{**FAST, "batch_size": 10}).fit(X)

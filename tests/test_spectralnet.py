@@ -184,7 +184,7 @@ def test_fewer_points_than_neighbours_is_an_error():
 def test_predict_checks_features():
     X, _ = shape("blobs", 60, seed=0)
     model = SpectralNet(3, random_state=0, **{**FAST, "batch_size": 60, "epochs": 1}).fit(X)
-    with pytest.raises(CutbenchError, match="features"):
+    with pytest.raises(ValueError, match="X has 3 features, but SpectralNet is expecting 2 features as input"):
         model.predict(np.ones((4, 3)))
 
 
@@ -193,7 +193,7 @@ def test_registered_and_presets_are_valid_parameters():
     accepted = set(SpectralNet().get_params())
     for preset in SPECTRALNET_PRESETS.values():
         assert set(preset) <= accepted
-        SpectralNet(**preset)._check_params()
+        SpectralNet(**preset)._validate_params()
     assert SpectralNet.capabilities.out_of_sample and SpectralNet.capabilities.gpu
 
 

@@ -168,7 +168,8 @@ def test_set_and_only_narrow_and_override(tmp_path):
         select_cells(study.cells, ["gama=3"])
     with pytest.raises(CutbenchError, match="no cell matches"):
         select_cells(study.cells, ["method=neuncut"])
-    with pytest.raises(CutbenchError, match="neither a method or dataset"):
+    with pytest.raises(CutbenchError, match=r"'spectral' matches no entry; it must be a method or dataset of the "
+                                            r"study \(kmeans, ncut, blobs, double_rings\)"):
         load_study(path, overrides=["spectral.gamma=3"])
 
 
