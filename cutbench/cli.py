@@ -7,30 +7,11 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 
 from cutbench import CutbenchError
 
 DEFAULT_STUDY = "quick"
-
-
-def builtin_studies() -> dict[str, Path]:
-    """Study files shipped with cutbench (benchmarks/studies/*.yaml), by name."""
-    folder = resources.files("cutbench.studies")
-    return {Path(p.name).stem: Path(str(p)) for p in folder.iterdir() if p.name.endswith(".yaml")}
-
-
-def resolve_study_path(study: str) -> Path:
-    """A path to a study file, or the name of a built-in study."""
-    path = Path(study)
-    if path.is_file():
-        return path
-    builtin = builtin_studies()
-    if study in builtin:
-        return builtin[study]
-    raise CutbenchError(f"no study file {study!r} and no built-in study of that name; built-in: "
-                        f"{', '.join(sorted(builtin))}.")
 
 
 def cmd_run(args) -> int:
@@ -39,7 +20,7 @@ def cmd_run(args) -> int:
     from cutbench.store import ResultStore
     from cutbench.study import load_study, select_cells
 
-    study = load_study(resolve_study_path(args.study), overrides=args.set, report=print)
+    study = load_study(args.study, overrides=args.set, report=print)
     for refusal in study.refused:
         print(f"refused: {refusal}")
     cells = select_cells(study.cells, args.only) if args.only else study.cells
@@ -134,6 +115,7 @@ def cmd_collect(args) -> int:
 def cmd_list(args) -> int:
     from cutbench.datasets import list_datasets
     from cutbench.methods.registry import list_methods
+    from cutbench.study import builtin_studies
 
     print("methods:  " + ", ".join(list_methods()))
     print("datasets: " + ", ".join(list_datasets()))

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -159,14 +160,31 @@ def _product(mapping: dict) -> list[dict]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*(_as_axis(mapping[k]) for k in keys))]
 
 
-def load_study(path, overrides: list[str] = (), *, report=None) -> Study:
-    """Read a study file, apply ``--set`` overrides (see :func:`apply_override`) and expand it.
+def builtin_studies() -> dict[str, Path]:
+    """Study files shipped with cutbench (benchmarks/studies/*.yaml), by name."""
+    folder = resources.files("cutbench.studies")
+    return {Path(p.name).stem: Path(str(p)) for p in folder.iterdir() if p.name.endswith(".yaml")}
+
+
+def resolve_study_path(study) -> Path:
+    """A path to a study file, or the name of a built-in study (e.g. ``"quick"``)."""
+    path = Path(study)
+    if path.is_file():
+        return path
+    builtin = builtin_studies()
+    if str(study) in builtin:
+        return builtin[str(study)]
+    raise CutbenchError(f"no study file {str(study)!r} and no built-in study of that name; built-in: "
+                        f"{', '.join(sorted(builtin))}.")
+
+
+def load_study(study, overrides: list[str] = (), *, report=None) -> Study:
+    """Read a study file (or a built-in study by name), apply ``--set`` overrides (see
+    :func:`apply_override`) and expand it.
 
     ``report``, if given, is called with one line per override saying what it changed.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CutbenchError(f"study file {path} does not exist; built-in studies live in benchmarks/studies/.")
+    path = resolve_study_path(study)
     try:
         raw = yaml.load(path.read_text(), Loader=_LineLoader)
     except yaml.YAMLError as exc:

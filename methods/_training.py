@@ -237,7 +237,7 @@ def warn_if_collapsed(owner: str, labels: np.ndarray, n_clusters: int, hint: str
     n_used = len(np.unique(labels))
     if n_used < n_clusters:
         warnings.warn(f"{owner} used only {n_used} of {n_clusters} clusters on the training data (a collapsed "
-                      f"solution); {hint}", CutbenchWarning, stacklevel=3)
+                      f"solution); {hint}", CutbenchWarning, stacklevel=4)  # the caller of fit
 
 
 def forward_in_chunks(model, X, chunk_size, transform=None, *, to_cpu=True) -> torch.Tensor:

@@ -232,7 +232,7 @@ class Ncut(ClusteringMethod):
             warnings.warn(f"the graph has {n_connected} connected components: eigenvalue 1 of D^-1/2 W D^-1/2 "
                           f"has multiplicity {n_connected}, with the component indicators as eigenvectors (the "
                           "result is still valid); use a larger n_neighbors or sigma for a connected graph.",
-                          CutbenchWarning, stacklevel=2)
+                          CutbenchWarning, stacklevel=3)
         self.affinity_graph_stats_ = {"n_nodes": n_samples, "nnz": int(W.nnz),
                                       "n_connected_components": int(n_connected)}
 
@@ -253,7 +253,7 @@ class Ncut(ClusteringMethod):
         if self.eigen_residual_ > warn_above:
             warnings.warn(f"the {solver} eigensolve did not converge: eigen_residual_ = {self.eigen_residual_:.2e} "
                           f"> {warn_above:.1e}; the embedding may be inaccurate. Try the other eigen_solver, a "
-                          "larger eigen_tol, or a better connected graph.", CutbenchWarning, stacklevel=2)
+                          "larger eigen_tol, or a better connected graph.", CutbenchWarning, stacklevel=3)
         largest_entry = vectors[np.abs(vectors).argmax(axis=0), np.arange(n_components)]
         vectors = vectors * np.where(largest_entry < 0, -1.0, 1.0)
 

@@ -361,8 +361,9 @@ class SpectralNet(EmbeddingMixin, ClusteringMethod):
             if bool(rank_deficient):
                 raise CutbenchError(
                     f"SpectralNet could not orthonormalise a batch in epoch {epoch + 1}: the network output on "
-                    f"{batch_size} points has rank < n_clusters={self.n_clusters}. Use a larger batch_size (each "
-                    f"batch must contain every cluster), a lower lr (now {optimizer.param_groups[0]['lr']:g}), "
+                    f"{batch_size} points has rank < n_clusters={self.n_clusters}. Standardise the features if they "
+                    "are far from zero (large inputs saturate the tanh outputs at ±1), use a larger batch_size "
+                    f"(each batch must contain every cluster), a lower lr (now {optimizer.param_groups[0]['lr']:g}), "
                     "fewer clusters, or a better affinity (e.g. train the Siamese network longer).")
 
         self.history_ = trainer.run(self.epochs, epoch_steps)

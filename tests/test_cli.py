@@ -7,7 +7,8 @@ import textwrap
 import pandas as pd
 import pytest
 
-from cutbench.cli import builtin_studies, main
+from cutbench.cli import main
+from cutbench.study import builtin_studies
 
 TINY = textwrap.dedent("""
     name: cli-tiny
@@ -94,7 +95,10 @@ def test_dry_run_lists_cells(tmp_path, capsys):
 def test_quick_study_is_built_in_and_valid(capsys):
     assert main(["run", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "36 cells" in out and "neuncut" in out and "digits" in out
+    assert "63 cells" in out and "digits" in out  # 3 datasets x 7 methods x 3 seeds
+    from cutbench.methods import list_methods
+
+    assert all(f"· {name} " in out for name in list_methods())  # the quick study shows every method
 
 
 @pytest.mark.parametrize("name", sorted(builtin_studies()))
@@ -120,3 +124,15 @@ def test_list_and_info(capsys):
     assert "neuncut" in out and "double_rings" in out and "quick" in out
     assert main(["info"]) == 0
     assert '"torch"' in capsys.readouterr().out
+
+
+def test_set_overrides_say_what_they_changed_and_bad_ones_are_clear(tmp_path, capsys):
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    assert main(["run", str(tmp_path / "tiny.yaml"), "--dry-run", "--set", "ncut.affinity={n_neighbors: 5}",
+                 "--set", "ncut.n_init=2,3"]) == 0
+    out = capsys.readouterr().out
+    assert "--set ncut.affinity={n_neighbors: 5}: changed methods[2] (ncut)" in out
+    assert "ncut (n_init=2, s=5)" in out and "6 cells" in out
+    assert main(["run", str(tmp_path / "tiny.yaml"), "--dry-run", "--set", "ncut.n_init=[2,"]) == 2
+    err = capsys.readouterr().err
+    assert "'[2,' is not a valid YAML value" in err and "Traceback" not in err

@@ -8,6 +8,9 @@ import pytest
 from cutbench import CutbenchError
 from cutbench.runner import DatasetCache, run_cell, run_study
 from cutbench.store import ResultStore
+from cutbench.methods import registry
+from cutbench.methods.base import Capabilities
+from cutbench.methods.neuncut import NeuNcut
 from cutbench.study import expand_study, load_study, select_cells
 
 TINY = """
@@ -66,7 +69,7 @@ def test_bad_study_files_name_the_problem(tmp_path, bad, message):
 
 
 def test_missing_and_invalid_yaml(tmp_path):
-    with pytest.raises(CutbenchError, match="does not exist"):
+    with pytest.raises(CutbenchError, match="no study file .* and no built-in study of that name; built-in: .*quick"):
         load_study(tmp_path / "nope.yaml")
     with pytest.raises(CutbenchError, match="not valid YAML"):
         load_study(write(tmp_path, "name: [unclosed\n"))
@@ -257,3 +260,107 @@ def test_learned_affinity_is_trained_in_its_own_timed_stage(tmp_path, monkeypatc
     # One training per cell: its fit reuses the network of its affinity stage, and the second cell does
     # not reuse the first cell's network (same data, spec and seed), so its time does not depend on order.
     assert len(trainings) == 2
+
+
+# ---- overrides, canonical keys, refused affinity kinds --------------------------------------------
+TWO_NEUNCUTS = """
+name: two
+datasets: [blobs]
+methods:
+  - name: neuncut
+    params: {epochs: 2, batch_size: 50}
+  - name: kmeans
+  - name: neuncut
+    params: {epochs: 3, batch_size: 50}
+seeds: [0]
+device: cpu
+"""
+
+
+def test_override_values_are_yaml_lists_mappings_and_grids(tmp_path):
+    path = write(tmp_path, TWO_NEUNCUTS)
+    study = load_study(path, overrides=["neuncut.hidden_dims=[64,64]"])
+    assert {c.method_params["hidden_dims"] for c in study.cells if c.method == "neuncut"} == {(64, 64)}
+    study = load_study(path, overrides=["neuncut.hidden_dims=[8],[16, 16]", "neuncut.gamma=80,100.5"])
+    grid = {(c.method_params["hidden_dims"], c.method_params["gamma"], c.method_params["epochs"])
+            for c in study.cells if c.method == "neuncut"}
+    assert len(grid) == 2 * 2 * 2  # two entries, each a 2 x 2 grid
+    assert {g[0] for g in grid} == {(8,), (16, 16)} and {g[1] for g in grid} == {80.0, 100.5}
+    study = load_study(path, overrides=["neuncut.affinity={n_neighbors: 5, self_loops: true}"])
+    affinities = [c.method_params["affinity"] for c in study.cells if c.method == "neuncut"]
+    assert all(a["n_neighbors"] == 5 and a["self_loops"] is True for a in affinities)
+    assert load_study(path, overrides=["seeds=[3,4]"]).cells[0].seed == 3
+    assert {c.seed for c in load_study(path, overrides=["seeds=5,6"]).cells} == {5, 6}
+
+
+def test_an_override_applies_to_every_matching_entry_or_the_addressed_one(tmp_path):
+    path = write(tmp_path, TWO_NEUNCUTS)
+    said = []
+    study = load_study(path, overrides=["neuncut.lr=0.01"], report=said.append)
+    assert said == ["--set neuncut.lr=0.01: changed methods[1] (neuncut), methods[3] (neuncut)"]
+    assert [c.method_params.get("lr") for c in study.cells] == [0.01, None, 0.01]
+    study = load_study(path, overrides=["neuncut#2.lr=0.02"], report=said.append)
+    assert said[-1] == "--set neuncut#2.lr=0.02: changed methods[3] (neuncut)"
+    assert [c.method_params.get("lr") for c in study.cells] == [None, None, 0.02]
+    study = load_study(path, overrides=["blobs.n=120", "Blobs.n_clusters=4"])
+    assert study.cells[0].dataset_params["n"] == 120 and study.cells[0].dataset_params["n_clusters"] == 4
+
+
+@pytest.mark.parametrize("override, message", [
+    ("neuncut.hidden_dims=[64,", r"--set: '\[64,' is not a valid YAML value .*write lists as \[a, b\]"),
+    ("neuncut.gamma=80,,100", r"empty value in '80,,100'"),
+    ("spectralnet.lr=0.1", r"'spectralnet' matches no entry; it must be a method or dataset of the study "
+                           r"\(neuncut, kmeans, neuncut, blobs\)"),
+    ("neuncut#3.lr=0.1", r"the study has 2 methods entries named 'neuncut', not 3"),
+    ("neuncut#x.lr=0.1", r"NAME#N with N = 1, 2, \.\.\."),
+    ("neuncut.gamma", r"--set needs KEY=VALUE"),
+    ("neuncut.gamma=-1", r"line \d+: NeuNcut: gamma must be a number >= 0; got -1\."),
+])
+def test_bad_overrides_are_clear_errors(tmp_path, override, message):
+    with pytest.raises(CutbenchError, match=message):
+        load_study(write(tmp_path, TWO_NEUNCUTS), overrides=[override])
+
+
+def test_cell_keys_depend_on_values_not_on_their_spelling(tmp_path):
+    from cutbench.runner import cell_config
+    from cutbench.store import cell_key
+
+    def keys(params, affinity):
+        raw = {"name": "k", "datasets": ["blobs"], "methods": [{"name": "neuncut", "params": params}],
+               "affinity": affinity, "seeds": [0], "device": "cpu"}
+        return [cell_key(cell_config(cell, "fingerprint", "cpu")) for cell in expand_study(raw).cells]
+
+    written_one_way = keys({"gamma": 80, "epochs": 40.0, "hidden_dims": [64, 64]}, {"sigma": 1, "n_neighbors": 10})
+    written_another = keys({"gamma": 80.0, "epochs": 40, "hidden_dims": (64, 64)}, {"sigma": 1.0, "n_neighbors": 10.0})
+    assert written_one_way == written_another
+    assert keys({"gamma": 81}, None) != keys({"gamma": 80}, None)
+    study = load_study(write(tmp_path, TWO_NEUNCUTS), overrides=["neuncut#1.gamma=80"])
+    assert study.cells[0].method_params["gamma"] == 80.0 and isinstance(study.cells[0].method_params["gamma"], float)
+
+
+class HeatKernelOnly(NeuNcut):
+    """A method that takes heat kernels only, registered by the test below."""
+
+    name = "heat_only"
+    capabilities = Capabilities(minibatch=True, out_of_sample=True, affinity_kinds=("heat_kernel",))
+
+
+def test_a_method_refuses_an_affinity_kind_it_cannot_take_at_expansion(monkeypatch):
+    monkeypatch.setitem(registry.METHODS, "heat_only", f"{__name__}:HeatKernelOnly")
+    siamese = {"kind": "siamese", "epochs": 1}
+    raw = {"name": "r", "datasets": ["blobs"], "seeds": [0], "device": "cpu",
+           "methods": [{"name": "heat_only", "params": {"affinity": siamese}}, {"name": "heat_only"}, "kmeans"]}
+    study = expand_study(raw)
+    assert [c.method for c in study.cells] == ["heat_only", "kmeans"]
+    assert study.refused == ["blobs · heat_only: heat_only takes the affinity kinds heat_kernel, not 'siamese'"]
+    with pytest.raises(CutbenchError, match=r"expands to no cells.*All were refused: blobs · heat_only: heat_only "
+                                            r"takes the affinity kinds heat_kernel, not 'siamese'"):
+        expand_study({**raw, "methods": [{"name": "heat_only"}], "affinity": siamese})
+
+
+def test_dataset_names_accept_the_usual_spellings():
+    cells = expand_study({"name": "d", "datasets": [{"name": "Two-Moons", "params": {"n": 100}}],
+                          "methods": ["kmeans"], "device": "cpu"}).cells
+    assert cells[0].dataset == "two_moons"
+    with pytest.raises(CutbenchError, match=r"unknown dataset 'twomoon'; available: blobs, cifar10, .*two_moons"):
+        expand_study({"name": "d", "datasets": ["twomoon"], "methods": ["kmeans"]})

@@ -1,0 +1,126 @@
+"""The method contract: scikit-learn's estimator checks and one study cell, over every registered method.
+
+Both tests iterate over the registry, so a method is covered the moment it is registered. Its tiny
+configuration (``TINY``) only shrinks budgets and the affinity's ``s`` to the checks' small data sets
+(10 to 100 points); a method without an entry runs with its defaults.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.utils.estimator_checks import check_methods_subset_invariance, parametrize_with_checks
+
+from cutbench.methods import get_method, list_methods
+from cutbench.runner import DatasetCache, run_cell
+from cutbench.study import expand_study
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+KNN3 = {"n_neighbors": 3}
+KNN3_LOOPS = {"n_neighbors": 3, "self_loops": True}
+TINY = {
+    "kmeans": {"n_init": 1},
+    "ncut": {"n_init": 1, "affinity": KNN3},
+    "neuncut": {"affinity": KNN3, "hidden_dims": (16,), "batch_size": 10, "epochs": 30, "lr": 0.02},
+    "neurcut": {"affinity": KNN3, "hidden_dims": (16,), "batch_size": 10, "epochs": 30, "lr": 0.02},
+    "spectralnet": {"affinity": KNN3_LOOPS, "hidden_dims": (16,), "batch_size": 10, "epochs": 30, "steps_per_epoch": 5,
+                    "n_init": 1, "optimizer": "adam", "lr": 0.01},
+    "specnet2": {"affinity": KNN3_LOOPS, "hidden_dims": (16,), "batch_size": 4, "epochs": 2, "n_init": 1},
+    "cnc": {"affinity": KNN3_LOOPS, "hidden_dims": (16,), "batch_size": 10, "epochs": 20, "steps_per_epoch": 10,
+            "lr": 0.02, "balance_weight": 0.01},
+}
+
+# Checks a method fails by its nature, with the reason. At most four per method.
+_SATURATED = ("SpectralNet's outputs end in tanh: on this check's data (centred at 100, not standardised) they "
+              "saturate at ±1, the batch output has rank 1 and SpectralNet refuses to orthonormalise it, with an "
+              "error that says to standardise the features (as both references do)")
+EXPECTED_FAILURES = {
+    "spectralnet": {"check_fit_idempotent": _SATURATED, "check_fit_check_is_fitted": _SATURATED,
+                    "check_n_features_in": _SATURATED},
+    "specnet2": {"check_methods_subset_invariance": (
+        "a float32 network's output for a row can differ in its last bit with the rows it is batched with (BLAS "
+        "blocking), and the Rayleigh-Ritz rotation scales the embedding by n, so transform on a subset differs by "
+        "~1e-7 relative, the check's tolerance; with dtype='float64' it passes (tested below)")},
+}
+
+
+def tiny(name):
+    return get_method(name)(**TINY.get(name, {}), device="cpu", random_state=0)
+
+
+@parametrize_with_checks([tiny(name) for name in list_methods()],
+                         expected_failed_checks=lambda estimator: EXPECTED_FAILURES.get(estimator.name, {}),
+                         xfail_strict=True)  # an expected failure that starts passing must leave the list
+def test_scikit_learn_estimator_checks(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. a collapse warning on a check's random data
+        check(estimator)
+
+
+def test_expected_failures_are_few_and_justified():
+    for name, failures in EXPECTED_FAILURES.items():
+        assert name in list_methods() and len(failures) <= 4
+        assert all(len(reason) > 40 for reason in failures.values())
+
+
+def test_specnet2_transform_is_subset_invariant_in_float64():
+    estimator = get_method("specnet2")(**TINY["specnet2"], dtype="float64", device="cpu", random_state=0)
+    check_methods_subset_invariance("SpecNet2", estimator)
+
+
+def test_every_registered_method_runs_a_study_cell():
+    raw = {"name": "contract", "datasets": [{"name": "blobs", "params": {"n": 60, "n_clusters": 3, "d": 4}}],
+           "methods": [{"name": name, "params": TINY.get(name, {})} for name in list_methods()],
+           "seeds": [0], "device": "cpu", "timing": {"warmup": 0, "repeats": 1}}
+    study = expand_study(raw)
+    assert sorted(cell.method for cell in study.cells) == list_methods()
+    datasets = DatasetCache()
+    for cell in study.cells:
+        record, labels = run_cell(cell, datasets, "contract")
+        assert record["status"] == "ok", (cell.method, record.get("traceback"))
+        assert labels.shape == (60,) and labels.dtype == np.int64
+        assert set(record["metrics"]) == {"acc", "nmi", "ari", "nca"}
+        assert record["timings"]["fit"]["seconds"] > 0
+        assert ("predict" in record["timings"]) == get_method(cell.method).capabilities.out_of_sample
+
+
+def test_every_method_with_an_affinity_runs_a_cell_with_a_learned_one():
+    siamese = {"kind": "siamese", "hidden_dims": [16], "embedding_dim": 3, "epochs": 2,
+               "kernel": {"n_neighbors": 3, "self_loops": True}}
+    takers = [name for name in list_methods() if "siamese" in get_method(name).capabilities.affinity_kinds]
+    assert takers == [name for name in list_methods() if name != "kmeans"]
+    raw = {"name": "contract", "datasets": [{"name": "blobs", "params": {"n": 60, "n_clusters": 3, "d": 4}}],
+           "methods": [{"name": name, "params": {**TINY.get(name, {}), "affinity": siamese}} for name in takers],
+           "seeds": [0], "device": "cpu", "timing": {"warmup": 0, "repeats": 1}}
+    datasets = DatasetCache()
+    for cell in expand_study(raw).cells:
+        record, _ = run_cell(cell, datasets, "contract")
+        assert record["status"] == "ok", (cell.method, record.get("traceback"))
+        assert record["timings"]["affinity"]["seconds"] > 0  # the Siamese training, timed as its own stage
+
+
+def test_transductive_methods_have_no_predict_and_embedding_methods_transform():
+    for name in list_methods():
+        method = tiny(name)
+        assert hasattr(method, "predict") == method.capabilities.out_of_sample
+    X = torch.randn(40, 3, generator=torch.Generator().manual_seed(0)).numpy()
+    for name in ("spectralnet", "specnet2"):
+        method = tiny(name)
+        embedding = method.fit_transform(X)
+        np.testing.assert_allclose(method.transform(X), embedding, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_bad_input_to_every_method_names_the_problem(name):
+    import scipy.sparse as sp
+    from sklearn.exceptions import NotFittedError
+
+    method = tiny(name)
+    with pytest.raises(TypeError, match="Sparse data was passed .* dense data is required. Use '.toarray\\(\\)'"):
+        method.fit(sp.random(30, 4, density=0.5, format="csr", random_state=0))
+    for attribute in ("predict", "predict_proba", "transform"):
+        if hasattr(method, attribute):
+            with pytest.raises(NotFittedError, match="is not fitted yet. Call 'fit'"):
+                getattr(method, attribute)(np.ones((3, 4)))
