@@ -10,6 +10,9 @@ follow the same rules, so ``batch_affinity(X, a)`` and ``knn_graph(X, a).toarray
 - Neighbours are chosen by distance; among equidistant candidates for the last place, the lowest column
   index wins, so the graph does not depend on the device, the chunking or the order of ``torch.topk``.
 - The diagonal is set last: 1 with ``self_loops=True``, 0 otherwise.
+
+SpectralNet's two bandwidth rules (:func:`local_median_affinity`, :func:`global_median_sigma`) live here
+too. Which kernel a method uses, and on which points, is decided by :mod:`cutbench.affinity`.
 """
 
 from __future__ import annotations

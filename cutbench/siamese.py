@@ -77,10 +77,10 @@ def contrastive_loss(z_left, z_right, is_positive, *, pos_margin, neg_margin):
 class SiameseAffinity:
     """Specification of a Siamese affinity: the network, its contrastive training and the heat kernel.
 
-    Pass it (or its ``to_dict()``, or the preset name ``"siamese"``) as the ``affinity`` of any method
-    that resolves its affinity with :func:`cutbench.graph.prepare_affinity` (Ncut, NeuNcut, NeuRcut,
-    SpectralNet). The method trains it on its training data with its own seed and device, unless
-    ``random_state`` fixes the seed here.
+    Pass it (or its ``to_dict()``, or the name ``"siamese"``) as the ``affinity`` of any method: every
+    method resolves its affinity with :func:`cutbench.affinity.prepare_affinity`, which trains the
+    network on the method's training data with the method's seed and device, unless ``random_state``
+    fixes the seed here.
 
     Parameters
     ----------

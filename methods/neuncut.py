@@ -243,8 +243,8 @@ class NeuNcut(_NeuralCut):
     ----------
     n_clusters : int, default=2
         Number of clusters ``k`` (the network's output width).
-    affinity : str, dict or Affinity, default="neuncut"
-        Per-batch affinity, resolved with ``cutbench.graph.prepare_affinity`` in ``fit`` (so a
+    affinity : str, dict, Affinity or SiameseAffinity, default="neuncut"
+        Per-batch affinity, resolved with :func:`cutbench.affinity.prepare_affinity` in ``fit`` (so a
         ``SiameseAffinity`` works too). ``"neuncut"`` is the
         reference heat kernel: dense, self-loops, sigma 3 on L2-normalised rows. The reference also
         feeds L2-normalised features to the network; do that in the feature pipeline to reproduce it.

@@ -187,7 +187,7 @@ class SpectralNet(EmbeddingMixin, ClusteringMethod):
     n_clusters : int, default=2
         Number of clusters ``k``; also the embedding dimension (the network's output width).
     affinity : str, dict, Affinity or SiameseAffinity, default="knn"
-        Per-batch affinity, resolved with :func:`cutbench.graph.prepare_affinity`: a heat kernel on the
+        Per-batch affinity, resolved with :func:`cutbench.affinity.prepare_affinity`: a heat kernel on the
         features, or on the embeddings of a Siamese network trained first (``"siamese"``). Its
         ``n_neighbors`` must be below ``batch_size``. Self-loops do not change the loss.
     scale : {"global_median", "local_median", "affinity"}, default="global_median"
