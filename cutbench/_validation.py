@@ -5,10 +5,12 @@ The types and ranges of parameters are declared, not checked here: see :mod:`cut
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
-from cutbench import CutbenchError
+from cutbench import CutbenchError, CutbenchWarning
 
 
 def check_features(X, *, name: str = "X", min_samples: int = 1):
@@ -43,6 +45,62 @@ def check_features(X, *, name: str = "X", min_samples: int = 1):
     if X.shape[1] < 1:
         raise CutbenchError(f"{name} has no features (shape {tuple(X.shape)}).")
     return X
+
+
+NETWORK_SCALE = (1e-2, 1e2)
+"""Largest absolute feature values between which the networks train as their references do (on
+standardised inputs); outside, :func:`check_scale` warns."""
+
+_FLOAT32 = np.finfo(np.float32)
+_HEADROOM = 2.0**24  # squared distances keep this factor away from float32's overflow and underflow
+
+
+def check_scale(X, owner: str, *, network: bool) -> None:
+    """Refuse features whose squared distances overflow or underflow float32; warn a network about
+    features far from unit scale. Run before any training.
+
+    Distances, heat kernels and network activations are computed in float32: with values around
+    1e30 the squared distances are infinite, and with differences around 1e-30 they are all zero, so
+    every method would return wrong labels while blaming something else (a bandwidth, a learning
+    rate, duplicate points). Standardising the features fixes both.
+
+    Raises
+    ------
+    CutbenchError
+        When ``4 d max|X|^2`` is within a factor 2^24 of float32's largest value, or the largest
+        range of a feature, squared, within 2^24 of its smallest normal number (0 included: all
+        rows identical).
+
+    Warns
+    -----
+    CutbenchWarning
+        ``network`` methods, when ``max|X|`` is outside :data:`NETWORK_SCALE`.
+    """
+    if isinstance(X, torch.Tensor):
+        magnitude = float(X.abs().max())
+        spread = float((X.amax(dim=0) - X.amin(dim=0)).max())
+    else:
+        magnitude = float(np.abs(X).max())
+        spread = float((X.max(axis=0) - X.min(axis=0)).max())
+    fix = ("standardise the features first, e.g. sklearn.preprocessing.StandardScaler().fit_transform(X) or "
+           "the l2_normalize option of the features pipeline")
+    d = X.shape[1]
+    if 4.0 * d * magnitude**2 > float(_FLOAT32.max) / _HEADROOM:
+        raise CutbenchError(f"{owner}: X holds values up to {magnitude:.3g}: squared distances between its rows "
+                            f"overflow float32 (largest {float(_FLOAT32.max):.3g}), so affinities and network outputs "
+                            f"would be meaningless; {fix}.")
+    if spread == 0:
+        raise CutbenchError(f"{owner}: all {X.shape[0]} rows of X are identical, so there is nothing to cluster; "
+                            "check the features (e.g. a constant column set, or a failed feature pipeline).")
+    if spread**2 < float(_FLOAT32.tiny) * _HEADROOM:
+        raise CutbenchError(f"{owner}: the features of X vary by at most {spread:.3g}: squared distances between its "
+                            f"rows underflow float32 (smallest normal {float(_FLOAT32.tiny):.3g}), so all points "
+                            f"look like duplicates; {fix}.")
+    low, high = NETWORK_SCALE
+    if network and not low <= magnitude <= high:
+        warnings.warn(f"{owner}: X holds values up to {magnitude:.3g}, far from the unit scale networks train on "
+                      f"({low:g} to {high:g}); expect degraded or collapsed clusters unless you {fix}.",
+                      CutbenchWarning, stacklevel=4)
 
 
 def check_batch_size(batch_size: int, n_samples: int, n_clusters: int) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -20,6 +21,11 @@ def cmd_run(args) -> int:
     from cutbench.store import ResultStore
     from cutbench.study import load_study, select_cells
 
+    if args.no_download:
+        from cutbench.datasets import allow_downloads
+
+        allow_downloads(False)
+        os.environ["CUTBENCH_DOWNLOAD"] = "0"  # worker processes of the pool and dask executors inherit it
     study = load_study(args.study, overrides=args.set, report=print)
     for refusal in study.refused:
         print(f"refused: {refusal}")
@@ -44,8 +50,9 @@ def cmd_run(args) -> int:
     counts = run_study(study, store, executor=executor, cells=cells, retry_failed=args.retry_failed)
     wall = time.perf_counter() - started
     written = render_report(store, out)
+    busy = f", {counts['busy']} computed by another process" if counts["busy"] else ""
     print(f"done in {wall:.1f} s: {counts['ran']} run ({counts['ok']} ok, {counts['failed']} failed, "
-          f"{counts['timeout']} timeout, {counts['skipped']} skipped), {counts['stored']} already stored")
+          f"{counts['timeout']} timeout, {counts['skipped']} skipped), {counts['stored']} already stored{busy}")
     print("wrote " + ", ".join(str(p) for p in written))
     return 0 if counts["failed"] == 0 and counts["timeout"] == 0 else 1
 
@@ -75,6 +82,9 @@ def render_report(store, out: Path, stages: Sequence[str] = ("fit",)) -> list[Pa
         written.append(out / name)
     written += plot_metric_bars(frame, "acc", path_stem=out / "acc")
     print(markdown)
+    unusable = store.problems_summary()
+    if unusable:
+        print(unusable)
     return written
 
 
@@ -108,6 +118,9 @@ def cmd_collect(args) -> int:
     frame = store.to_frame()
     counts = frame["status"].value_counts().to_dict() if not frame.empty else {}
     print(f"{len(frame)} records in {store.root}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    unusable = store.problems_summary()
+    if unusable:
+        print(unusable)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 
@@ -145,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override the study; values are YAML and several make a grid, e.g. neuncut.gamma=80,100, "
                           "'neuncut.hidden_dims=[64,64]', neuncut#2.lr=0.01 (the second neuncut entry) or "
                           "protocol.train_size=1000 (repeatable)")
+    run.add_argument("--no-download", action="store_true",
+                     help="never download a missing dataset file: a cell needing one fails at once with how to get it")
     run.add_argument("--executor", default="inline", choices=["inline", "pool", "dask"],
                      help="inline (default; for published timings), pool (one process per GPU) or dask")
     run.add_argument("--workers", type=int, help="pool/dask workers (default: one per GPU, else 2)")

@@ -16,13 +16,28 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import threading
+import time
 
 from cutbench import CutbenchError
 from cutbench.runner import _DATASETS, InlineExecutor, _write_lost, execute_cell, identify_cell
 from cutbench.store import cell_key
 
 
-def _pool_worker(tasks, results, gpu: str | None, threads: int, store_root: str, study_name: str):
+_ORPHAN_POLL_SECONDS = 0.1
+
+
+def _exit_with(parent: int) -> None:
+    """End this process as soon as ``parent`` is no longer its parent (the driver was killed)."""
+    while os.getppid() == parent:
+        time.sleep(_ORPHAN_POLL_SECONDS)
+    os._exit(1)  # the cell it was running is left unrecorded and its claim stale, so the next run redoes it
+
+
+def _pool_worker(tasks, results, gpu: str | None, threads: int, store_root: str, study_name: str, parent: int):
+    # A worker whose driver is killed (even with SIGKILL, which no handler sees) must not go on working
+    # through the queue it inherited: it watches its parent and exits when it is re-parented.
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     import torch
@@ -79,8 +94,8 @@ class LocalPoolExecutor:
         procs = []
         for gpu, threads in self._plan():
             tasks.put(None)
-            p = ctx.Process(target=_pool_worker, args=(tasks, results, gpu, threads, store_root, study_name),
-                            daemon=True)
+            p = ctx.Process(target=_pool_worker, args=(tasks, results, gpu, threads, store_root, study_name,
+                                                       os.getpid()), daemon=True)
             p.start()
             procs.append(p)
         running, done = {}, 0

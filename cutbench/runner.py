@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from sklearn.base import clone
 
-from cutbench import __version__
+from cutbench import CutbenchWarning, __version__
 from cutbench._validation import resolve_device
 from cutbench.affinity import HEAT_KERNEL, AffinityCache, affinity_kind, prepare_affinity
 from cutbench.datasets import compact_features, compute_features, load_dataset, resolve_features
@@ -106,17 +106,33 @@ def identify_cell(cell: Cell, datasets: DatasetCache):
     """``(config, dataset, device, problem)`` of a cell.
 
     ``problem`` is None when the cell can run, the string reason when it must be skipped, or the
-    exception that prevents it (dataset or device unavailable); the config (and so the key) is
-    defined in every case, so a re-run finds the stored record.
+    exception that prevents it (dataset unavailable). The config, and so the key, is the same
+    whether or not the dataset loads (its fingerprint is None when it does not, and is not part of
+    the key), so a cell that failed on broken data is found, and replaced, once the data is fixed.
     """
     if cell.device.startswith("cuda") and not torch.cuda.is_available():
         return cell_config(cell, None, cell.device), None, None, _NO_CUDA
+    device = resolve_device(cell.device)
     try:
         dataset = datasets.get(cell.dataset, cell.dataset_params)
-        device = resolve_device(cell.device)
     except Exception as exc:  # noqa: BLE001 - recorded as a failed cell
-        return cell_config(cell, None, cell.device), None, None, exc
+        return cell_config(cell, None, str(device)), None, device, exc
     return cell_config(cell, dataset.meta["fingerprint"], str(device)), dataset, device, None
+
+
+def is_done(record: dict | None, config: dict, *, retry_failed: bool = False) -> bool:
+    """Whether a stored ``record`` settles the cell of ``config``, so that it need not run again.
+
+    It does when it is an outcome on the same data (its fingerprint equals the data's now, or the
+    data cannot be loaded now) and it is ``ok`` (or any outcome, unless failures are retried).
+    """
+    if record is None:
+        return False
+    now = config["dataset"]["fingerprint"]
+    stored = record["config"]["dataset"].get("fingerprint")
+    if now is not None and stored != now:
+        return False  # an outcome on other (e.g. broken, or since changed) data
+    return record["status"] == "ok" or not retry_failed
 
 
 def run_cell(cell: Cell, datasets: DatasetCache, study_name: str) -> tuple[dict, np.ndarray | None]:
@@ -175,6 +191,10 @@ def _run_stages(cell: Cell, dataset, device: torch.device, record: dict) -> np.n
     # Transductive methods can only label what they are fitted on, so they are fitted on all points.
     fit_idx = (train_indices(len(y), cell.protocol["train_size"], cell.seed) if caps.out_of_sample
                else np.arange(len(y)))
+    requested = cell.protocol["train_size"]
+    if caps.out_of_sample and requested is not None and requested > len(y):
+        warnings.warn(CutbenchWarning(f"protocol.train_size={requested} is more than the {len(y)} points of the "
+                                      f"dataset: trained on all {len(y)} (recorded as n_fit)."))
     X_fit = X[torch.from_numpy(fit_idx).to(device)] if len(fit_idx) < len(y) else X
     record.update(fit_on="subset" if len(fit_idx) < len(y) else "all", n_fit=int(len(fit_idx)),
                   capabilities=caps.to_dict())
@@ -228,15 +248,26 @@ _CHILD_GRACE_SECONDS = 30.0
 def execute_cell(cell: Cell, store_root: str, study_name: str) -> tuple[str, str]:
     """Run one cell, write its record to the store, return ``(key, status)``.
 
-    A cell with a time limit that cannot use SIGALRM here (not the main thread, e.g. a dask
-    worker thread) runs in a child process that is killed if it outlives the limit.
+    The cell is claimed in the store while it runs, so two drivers on one folder never compute it
+    twice: a cell claimed by another live process returns ``"busy"``, and one that another process
+    finished meanwhile returns ``"stored"``. A cell with a time limit that cannot use SIGALRM here (not
+    the main thread, e.g. a dask worker thread) runs in a child process that is killed if it outlives
+    the limit.
     """
     limit = cell.timing.get("time_limit")
     if limit is not None and threading.current_thread() is not threading.main_thread():
         return _execute_in_child(cell, store_root, study_name, limit)
-    record, labels = run_cell(cell, _DATASETS, study_name)
-    ResultStore(store_root).write(record, labels)
-    return record["key"], record["status"]
+    store = ResultStore(store_root)
+    config = identify_cell(cell, _DATASETS)[0]
+    key = cell_key(config)
+    with store.claim(key) as held:
+        if not held:
+            return key, "busy"
+        if is_done(store.get(key), config, retry_failed=True):  # an ok outcome written meanwhile
+            return key, "stored"
+        record, labels = run_cell(cell, _DATASETS, study_name)
+        store.write(record, labels)
+    return key, record["status"]
 
 
 def child_main() -> None:
@@ -282,33 +313,44 @@ class InlineExecutor:
 
 def run_study(study: Study, store: ResultStore, *, executor=None, retry_failed: bool = False,
               cells: list[Cell] | None = None, progress: Callable[[str], None] = print) -> dict:
-    """Run every cell of ``study`` (or the selected ``cells``) whose record is not already stored.
+    """Run every cell of ``study`` (or the selected ``cells``) whose outcome is not already stored.
 
-    Stored ``ok`` cells are always skipped; stored failed/timeout/skipped cells are re-run only
-    with ``retry_failed``. Returns counts per outcome.
+    A stored ``ok`` outcome on the same data is always kept; a stored failed/timeout/skipped one is
+    re-run with ``retry_failed``, and any outcome on other data (e.g. data that was broken, or has
+    changed) is re-run. Returns counts per outcome, plus ``stored`` (already settled), ``busy``
+    (computed by another process on the same folder right now) and ``ran``.
     """
     executor = executor or InlineExecutor()
     cells = study.cells if cells is None else cells
     datasets = DatasetCache()
-    counts = {"ran": 0, "stored": 0, **{status: 0 for status in STATUSES}}
+    counts = {"ran": 0, "stored": 0, "busy": 0, **{status: 0 for status in STATUSES}}
+    latest = store.latest_by_configuration()
     todo = []
     for cell in cells:
-        existing = store.get(cell_key(identify_cell(cell, datasets)[0]))
-        if existing and (existing["status"] == "ok" or not retry_failed):
+        config = identify_cell(cell, datasets)[0]
+        if is_done(latest.get(cell_key(config)), config, retry_failed=retry_failed):
             counts["stored"] += 1
         else:
             todo.append(cell)
+    unusable = store.problems_summary()
+    if unusable:
+        progress(unusable)
     progress(f"{len(cells)} cells: {counts['stored']} already stored, {len(todo)} to run ({executor.name} executor)")
     started = time.perf_counter()
     for done, (cell, key, status) in enumerate(executor.map(todo, str(store.root), study.name), 1):
-        counts["ran"] += 1
-        counts[status if status in STATUSES else "failed"] += 1
-        record = store.get(key) or {}
-        if status == "ok":
-            m, t = record["metrics"], record["timings"]
-            detail = f"ok  acc={m['acc']:.3f} nmi={m['nmi']:.3f} fit={t['fit']['seconds']:.2f}s"
+        if status in ("busy", "stored"):
+            counts[status] += 1
+            detail = ("computed by another process on this folder right now" if status == "busy"
+                      else "stored meanwhile by another process")
         else:
-            detail = f"{status.upper()}  {record.get('error', status)}"
+            counts["ran"] += 1
+            counts[status if status in STATUSES else "failed"] += 1
+            record = store.get(key) or {}
+            if status == "ok":
+                m, t = record["metrics"], record["timings"]
+                detail = f"ok  acc={m['acc']:.3f} nmi={m['nmi']:.3f} fit={t['fit']['seconds']:.2f}s"
+            else:
+                detail = f"{status.upper()}  {record.get('error', status)}"
         elapsed = time.perf_counter() - started
         eta = elapsed / done * (len(todo) - done)
         progress(f"{_bar(done, len(todo))} {done}/{len(todo)} {cell.label()}: {detail}  "

@@ -116,13 +116,46 @@ class _LineLoader(yaml.SafeLoader):
     """Keeps the line of every mapping key so that errors can point into the file."""
 
 
+class _DuplicateKey(Exception):
+    """A mapping of the study file names a key twice (YAML would silently keep the last value)."""
+
+
 def _construct_mapping(loader, node, deep=False):
+    lines = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in lines:
+            raise _DuplicateKey(f"line {key_node.start_mark.line + 1}: key {key!r} appears again (first on line "
+                                f"{lines[key]}); YAML would keep only the last value: give each key once")
+        lines[key] = key_node.start_mark.line + 1
     mapping = yaml.SafeLoader.construct_mapping(loader, node, deep=True)
-    mapping["__lines__"] = {loader.construct_object(k): k.start_mark.line + 1 for k, _ in node.value}
+    mapping["__lines__"] = lines
     return mapping
 
 
+class _LineList(list):
+    """A YAML sequence that remembers the line of each item (for entries written as bare names)."""
+
+    lines: list[int]
+
+
+def _construct_sequence(loader, node, deep=False):
+    items = _LineList(yaml.SafeLoader.construct_sequence(loader, node, deep=True))
+    items.lines = [item.start_mark.line + 1 for item in node.value]
+    return items
+
+
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+
+
+def _as_entry(entries, index: int) -> dict:
+    """Entry ``index`` of a datasets or methods list as a mapping; a bare name keeps its line."""
+    entry = entries[index]
+    if not isinstance(entry, str):
+        return entry
+    lines = getattr(entries, "lines", None)
+    return {"name": entry, **({"__lines__": {"name": lines[index]}} if lines else {})}
 
 
 def _where(source, mapping, key=None) -> str:
@@ -189,6 +222,8 @@ def load_study(study, overrides: list[str] = (), *, report=None) -> Study:
         raw = yaml.load(path.read_text(), Loader=_LineLoader)
     except yaml.YAMLError as exc:
         raise CutbenchError(f"{path} is not valid YAML: {exc}") from exc
+    except _DuplicateKey as exc:
+        raise CutbenchError(f"{path}, {exc}.") from None
     for override in overrides:
         changed = apply_override(raw, override)
         if report is not None:
@@ -345,21 +380,24 @@ def expand_study(raw: dict, source=None) -> Study:
                                 f"accepted: {', '.join(_DEVICES)}.")
 
     protocols = _expand_protocol(raw.get("protocol") or {}, source)
+    protocol_line = _where(source, raw.get("protocol") or {}, "train_size")
     timing = _expand_timing(raw.get("timing") or {}, source)
 
     seeds = raw.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise CutbenchError(f"{_where(source, raw, 'seeds')}: seeds must be a non-empty list of integers; "
-                            f"got {_strip(seeds)!r}.")
+    if not isinstance(seeds, list) or not seeds or not all(
+            isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**32 for s in seeds):
+        raise CutbenchError(f"{_where(source, raw, 'seeds')}: seeds must be a non-empty list of integers in "
+                            f"[0, 2**32) (numpy's seed range); got {_strip(seeds)!r}.")
 
     affinities = _expand_study_affinity(raw, source)
     datasets = _expand_datasets(raw["datasets"], source)
     methods = _expand_methods(raw["methods"], source)
     cells, refused = [], []
-    for (d_name, d_params), features, affinity, (m_name, m_params, kinds), protocol, seed, device in \
+    for (d_name, d_params), features, affinity, (m_name, m_params, kinds, m_where), protocol, seed, device in \
             itertools.product(datasets, features_axis, affinities, methods, protocols, seeds, devices):
         if not kinds and affinity is not affinities[0]:
             continue  # a method without an affinity is not repeated along the affinity axis
+        _check_budget(d_name, d_params, m_name, m_params, protocol, m_where, protocol_line)
         params = dict(m_params)
         if kinds:
             params.update(_cell_affinity(params.get("affinity"), affinity, m_name, source))
@@ -377,6 +415,26 @@ def expand_study(raw: dict, source=None) -> Study:
                             f"method and seed.{why}")
     return Study(name=str(raw["name"]), description=str(raw.get("description", "")), cells=cells, source=source,
                  refused=refused)
+
+
+def _check_budget(dataset: str, dataset_params: dict, method: str, params: dict, protocol: dict, method_where: str,
+                  protocol_where: str) -> None:
+    """Refuse a training size above the dataset's size, or a batch larger than the training set, where the
+    sizes are known before loading (a dataset's ``n``; a real dataset's size is checked when it runs)."""
+    n = dataset_params.get("n")
+    train_size = protocol["train_size"]
+    if isinstance(n, int) and train_size is not None and train_size > n:
+        raise CutbenchError(f"{protocol_where}: protocol.train_size={train_size} is more than the n={n} points of "
+                            f"dataset {dataset!r}; use train_size <= {n}, or null to train on all points.")
+    cls = get_method(method)
+    batch_size = params.get("batch_size", cls().get_params().get("batch_size"))
+    points = (train_size if cls.capabilities.out_of_sample and train_size is not None
+              else n if isinstance(n, int) else None)
+    if batch_size is not None and points is not None and batch_size > points:
+        given = "" if "batch_size" in params else " (its default)"
+        raise CutbenchError(f"{method_where}: method {method!r} uses batch_size={batch_size}{given}, more than the "
+                            f"{points} points it trains on with dataset {dataset!r}; give it batch_size <= {points}, "
+                            "or train on more points.")
 
 
 def _expand_study_affinity(raw, source) -> list[dict | None]:
@@ -435,13 +493,13 @@ def _expand_features(value, raw, source) -> list[dict]:
     return out
 
 
-def _expand_protocol(protocol, source) -> list[dict]:
-    _check_keys(protocol, _PROTOCOL_KEYS, "protocol", source)
-    protocol = {"train_size": None, "nmi_average_method": "arithmetic", **_strip(protocol)}
+def _expand_protocol(raw_protocol, source) -> list[dict]:
+    _check_keys(raw_protocol, _PROTOCOL_KEYS, "protocol", source)
+    protocol = {"train_size": None, "nmi_average_method": "arithmetic", **_strip(raw_protocol)}
     for train_size in _as_axis(protocol["train_size"]):
         if train_size is not None and (isinstance(train_size, bool) or not isinstance(train_size, int) or train_size < 2):
-            raise CutbenchError(f"{_where(source, protocol, 'train_size')}: protocol.train_size must be an integer "
-                                f">= 2, null (all points) or a list of those; got {train_size!r}.")
+            raise CutbenchError(f"{_where(source, raw_protocol, 'train_size')}: protocol.train_size must be an "
+                                f"integer >= 2, null (all points) or a list of those; got {train_size!r}.")
     if protocol["nmi_average_method"] not in _NMI_METHODS:
         raise CutbenchError(f"{source or '<study>'}: protocol.nmi_average_method must be one of "
                             f"{', '.join(_NMI_METHODS)}; got {protocol['nmi_average_method']!r}.")
@@ -465,8 +523,8 @@ def _expand_datasets(entries, source) -> list[tuple[str, dict]]:
     if not isinstance(entries, list) or not entries:
         raise CutbenchError(f"{source or '<study>'}: datasets must be a non-empty list.")
     out = []
-    for entry in entries:
-        entry = {"name": entry} if isinstance(entry, str) else entry
+    for index in range(len(entries)):
+        entry = _as_entry(entries, index)
         _check_keys(entry, _DATASET_KEYS, "a dataset entry", source)
         for combo in _grid(entry, source):
             try:
@@ -506,8 +564,9 @@ def _is_learned(affinity) -> bool:
     return isinstance(affinity, dict) and affinity.get("kind", HEAT_KERNEL) != HEAT_KERNEL
 
 
-def _expand_methods(entries, source) -> list[tuple[str, dict, tuple[str, ...]]]:
-    """``(name, canonical parameters, affinity kinds it takes)`` for every grid point of every method entry.
+def _expand_methods(entries, source) -> list[tuple[str, dict, tuple[str, ...], str]]:
+    """``(name, canonical parameters, affinity kinds it takes, where it is written)`` for every grid point of
+    every method entry.
 
     Parameters are validated here, before anything runs, against the method's declared constraints
     and the rules between them; the affinity is validated once merged with the study's.
@@ -515,8 +574,8 @@ def _expand_methods(entries, source) -> list[tuple[str, dict, tuple[str, ...]]]:
     if not isinstance(entries, list) or not entries:
         raise CutbenchError(f"{source or '<study>'}: methods must be a non-empty list.")
     out = []
-    for entry in entries:
-        entry = {"name": entry} if isinstance(entry, str) else entry
+    for index in range(len(entries)):
+        entry = _as_entry(entries, index)
         _check_keys(entry, _METHOD_KEYS, "a method entry", source)
         name = entry.get("name")
         try:
@@ -541,5 +600,5 @@ def _expand_methods(entries, source) -> list[tuple[str, dict, tuple[str, ...]]]:
                 raise CutbenchError(f"{_where(source, entry, 'name')}: {exc}") from None
             if affinity is not None:
                 params["affinity"] = affinity
-            out.append((name, params, cls.capabilities.affinity_kinds))
+            out.append((name, params, cls.capabilities.affinity_kinds, _where(source, entry, "name")))
     return out

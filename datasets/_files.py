@@ -50,8 +50,13 @@ KNOWN_LOCATIONS: dict[str, tuple[Path, ...]] = {
 }
 """Dataset folder -> local installs searched after ``data_dir()/<folder>``."""
 
-DOWNLOAD_TIMEOUT = 60.0
-"""Seconds a download may wait for the server before it counts as failed."""
+DOWNLOAD_TIMEOUT = 10.0
+"""Seconds a download may wait for the server, to connect or for each block of data, before it fails.
+
+Short on purpose: a server that accepts a connection and never answers must not make a study look
+hung. A failed download is remembered for the rest of the process (see :func:`fetch_files`)."""
+
+_failed_downloads: dict[str, list[str]] = {}  # "<folder>/<file>" -> why its download failed, in this process
 
 _HASH_CHUNK = 1 << 22
 
@@ -363,6 +368,9 @@ def download(url: str, destination: Path, spec: FileSpec) -> None:
         The transfer failed or the downloaded bytes are not the expected file.
     """
     destination.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.write(f"downloading {destination.name} from {url} (waiting at most {DOWNLOAD_TIMEOUT:g} s for the "
+                     "server)\n")
+    sys.stderr.flush()
     handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".part", dir=destination.parent)
     temporary = Path(temporary)
     hashers = {algorithm: hashlib.new(algorithm) for algorithm in spec.algorithms}
@@ -420,7 +428,8 @@ def _missing_error(dataset: str, folder: str, spec: FileSpec, searched: list[str
     if failures:
         lines += ["Download failed:", *(f"  {line}" for line in failures)]
     else:
-        lines.append(f"Downloads are off (${DOWNLOAD_ENV}=0 or cutbench.datasets.allow_downloads(False)).")
+        lines.append(f"Downloads are off (cutbench run --no-download, ${DOWNLOAD_ENV}=0 or "
+                     "cutbench.datasets.allow_downloads(False)).")
     lines.append(f"To get it: {how}, or set ${DATA_ENV} to a folder holding {wanted}.")
     return CutbenchError("\n".join(lines))
 
@@ -483,7 +492,13 @@ def fetch_files(dataset: str, folder: str, specs: Sequence[FileSpec]) -> list[Lo
         if not downloads_allowed():
             raise _missing_error(dataset, folder, spec, searched[spec], [])
         downloaded = spec.archive or spec
+        remembered = f"{folder}/{downloaded.name}"
+        if remembered in _failed_downloads:  # one attempt per file and process, not one per cell
+            raise _missing_error(dataset, folder, spec, searched[spec],
+                                 [f"(earlier in this run) {line}" for line in _failed_downloads[remembered]])
         failures = _download_first(downloaded, home / downloaded.name)
+        if failures:
+            _failed_downloads[remembered] = failures
         if not failures:
             if spec.archive is None:
                 loaded[spec] = _load_loose(spec, [home], searched[spec])

@@ -24,7 +24,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from cutbench import CutbenchError
-from cutbench._validation import check_features, resolve_device
+from cutbench._validation import check_features, check_scale, resolve_device
 from cutbench.affinity import AFFINITY_KINDS, canonical_affinity
 from cutbench.params import Device, Interval, RandomState, Satisfies, canonical_params, validate_params
 
@@ -120,6 +120,7 @@ class ClusteringMethod(ClusterMixin, BaseEstimator):
         if self.n_clusters > X.shape[0]:
             raise CutbenchError(f"n_clusters={self.n_clusters} exceeds the number of samples n={X.shape[0]}; "
                                 "use more samples or fewer clusters.")
+        check_scale(X, type(self).__name__, network=self.capabilities.minibatch)
         return X
 
     def _validate_new_data(self, X):

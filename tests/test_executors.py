@@ -43,7 +43,7 @@ def test_pool_executor_gives_the_inline_records(tmp_path, inline_records):
     store = ResultStore(tmp_path)
     lines = []
     counts = run_study(expand_study(TINY), store, executor=LocalPoolExecutor(workers=2), progress=lines.append)
-    assert counts["ok"] == 8, lines
+    assert counts["ok"] == 8, (counts, [line for line in lines if " ok " not in line])
     assert comparable(store) == inline_records
     assert any("ETA" in line for line in lines)
 
@@ -186,3 +186,48 @@ def test_a_worker_that_dies_is_recorded_as_failed(tmp_path):
     rec = next(store.records())
     assert counts["failed"] == 1 and rec["status"] == "failed" and "died" in rec["error"]
     assert np.isnan(store.to_frame().acc.iloc[0])
+
+
+def test_killing_the_driver_of_a_pool_leaves_no_worker_running(tmp_path):
+    import psutil
+
+    (tmp_path / "s.yaml").write_text(STUDY_FOR_KILL)
+    cmd = [sys.executable, "-m", "cutbench.cli", "run", "s.yaml", "--out", "res", "--executor", "pool", "--workers", "2"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    records = tmp_path / "res" / "records"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(records.glob("*.json"))) < 2:
+        time.sleep(0.05)
+    children = psutil.Process(proc.pid).children(recursive=True)
+    assert len(children) >= 2, "the pool's workers must be running for this test to mean anything"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    at_kill = len(list(records.glob("*.json")))
+
+    def gone(child):
+        try:
+            return child.status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    deadline = time.time() + 10
+    while time.time() < deadline and not all(map(gone, children)):
+        time.sleep(0.1)
+    assert all(map(gone, children)), [child.cmdline() for child in children if not gone(child)]
+    time.sleep(2)
+    assert len(list(records.glob("*.json"))) <= at_kill + 2  # at most the cells being written at the kill
+    assert len(list(records.glob("*.json"))) < 12
+
+
+def test_two_drivers_on_one_folder_compute_each_cell_once(tmp_path):
+    (tmp_path / "s.yaml").write_text(STUDY_FOR_KILL)
+    cmd = [sys.executable, "-m", "cutbench.cli", "run", "s.yaml", "--out", "res"]
+    first = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    second = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    outputs = [process.communicate(timeout=600) for process in (first, second)]
+    assert first.returncode == second.returncode == 0, outputs
+    ran = [int(out.split("done in ")[1].split(": ")[1].split(" run")[0]) for out, _ in outputs]
+    assert sum(ran) == 12, [out[-500:] for out, _ in outputs]
+    records = [__import__("json").loads(p.read_text()) for p in (tmp_path / "res" / "records").glob("*.json")]
+    assert len(records) == 12 and all(r["status"] == "ok" and "previous_outcomes" not in r for r in records)
+    assert not list((tmp_path / "res" / "claims").iterdir())

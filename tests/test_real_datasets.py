@@ -3,6 +3,8 @@ selection, CIFAR batches, user feature files, the MNIST8M-like generator; real d
 
 import gzip
 import hashlib
+import time
+import urllib.request
 import io
 import os
 import pickle
@@ -42,6 +44,7 @@ def data_home(tmp_path, monkeypatch):
     monkeypatch.setenv("CUTBENCH_DATA", str(home))
     monkeypatch.setattr(_files, "KNOWN_LOCATIONS", {})
     monkeypatch.setattr(_files, "_download_setting", None)
+    monkeypatch.setattr(_files, "_failed_downloads", {})
     monkeypatch.setenv("CUTBENCH_DOWNLOAD", "0")
     return home
 
@@ -210,6 +213,74 @@ def test_download_goes_through_verification_and_lands_atomically(data_home, tmp_
             load_dataset("mnist")
     finally:
         _files.allow_downloads(None)
+
+
+@pytest.fixture
+def silent_server():
+    """A loopback server that accepts connections and never sends a byte; yields its port."""
+    from benchmarks.measure.stalled_download import silent_server as start
+
+    server, port = start()
+    yield port
+    server.close()
+
+
+def test_a_server_that_never_answers_fails_fast_once_and_is_remembered(data_home, monkeypatch, silent_server,
+                                                                      capsys):
+    train, test = digit_images(5, 3), digit_images(4, 4)
+    source, _ = fake_idx_source("mnist", train, test)
+    urls = (f"http://127.0.0.1:{silent_server}/a/", f"http://127.0.0.1:{silent_server}/b/")
+    with_urls = lambda spec: FileSpec(spec.name, md5=spec.md5, size=spec.size,  # noqa: E731
+                                      urls=tuple(url + spec.name for url in urls))
+    monkeypatch.setitem(mnist.SOURCES, "mnist", mnist.IdxSource("mnist", tuple(map(with_urls, source.train)),
+                                                                tuple(map(with_urls, source.test)), 10))
+    monkeypatch.setattr(_files, "DOWNLOAD_TIMEOUT", 0.5)
+    monkeypatch.setattr(_files, "_download_setting", True)
+    started = time.perf_counter()
+    with pytest.raises(CutbenchError, match="(?s)Download failed:.*/a/train-images.*timed out.*/b/train-images"):
+        load_dataset("mnist")
+    assert time.perf_counter() - started < 5  # two mirrors x 0.5 s, not two x 60 s
+    assert "waiting at most 0.5 s for the server" in capsys.readouterr().err  # said while it waits
+    started = time.perf_counter()
+    with pytest.raises(CutbenchError, match=r"\(earlier in this run\) download of http://127\.0\.0\.1"):
+        load_dataset("mnist")
+    assert time.perf_counter() - started < 0.5  # one attempt per file and process, not one per cell
+
+
+def test_a_study_through_a_network_that_never_answers_ends_quickly(data_home, monkeypatch, silent_server):
+    from cutbench.runner import run_study
+    from cutbench.store import ResultStore
+    from cutbench.study import expand_study
+
+    proxy = f"http://127.0.0.1:{silent_server}"  # every download goes to the silent server, loopback only
+    for variable in ("http_proxy", "https_proxy"):
+        monkeypatch.setenv(variable, proxy)
+    monkeypatch.setenv("no_proxy", "")
+    monkeypatch.setattr(urllib.request, "_opener", None)  # urllib reads the proxies when it builds its opener
+    monkeypatch.setattr(_files, "DOWNLOAD_TIMEOUT", 0.5)
+    monkeypatch.setattr(_files, "_download_setting", True)
+    raw = {"name": "stall", "datasets": [{"name": "mnist", "params": {"n": 100}}], "methods": ["kmeans"],
+           "seeds": [0, 1, 2], "device": "cpu"}
+    store = ResultStore(data_home.parent / "res")
+    started = time.perf_counter()
+    counts = run_study(expand_study(raw), store, progress=lambda line: None)
+    assert time.perf_counter() - started < 10
+    assert counts["failed"] == 3
+    errors = [record["error"] for record in store.records()]
+    assert all("timed out" in error for error in errors), "\n".join(errors)
+
+
+def test_no_download_switch_fails_a_cell_at_once_with_how_to_get_the_file(data_home, tmp_path, monkeypatch, capsys):
+    from cutbench.cli import main
+
+    monkeypatch.setenv("CUTBENCH_DOWNLOAD", "1")
+    (tmp_path / "s.yaml").write_text("name: s\ndatasets: [mnist]\nmethods: [kmeans]\ndevice: cpu\n")
+    try:
+        assert main(["run", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "out"), "--no-download"]) == 1
+    finally:
+        _files.allow_downloads(None)
+    out = capsys.readouterr().out
+    assert "Downloads are off (cutbench run --no-download" in out and "To get it: download" in out
 
 
 def test_download_setting_is_read_from_the_environment(monkeypatch):

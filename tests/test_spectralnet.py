@@ -148,10 +148,10 @@ def test_reference_variants_train(options):
 
 
 def test_rank_deficient_batch_gives_a_clear_error():
-    X = np.ones((50, 2), dtype=np.float32)  # every output row is the same: rank 1 < 2 clusters
-    model = SpectralNet(2, scale="affinity", random_state=0,
+    X = np.repeat(np.array([[0.0, 0.0], [1.0, 1.0]], dtype=np.float32), 25, axis=0)  # two distinct rows: rank 2 < 3
+    model = SpectralNet(3, scale="affinity", random_state=0,
                         **{**FAST, "batch_size": 20, "epochs": 1, "affinity": dict(sigma=1.0, n_neighbors=3)})
-    with pytest.raises(CutbenchError, match="rank < n_clusters=2.*larger batch_size"):
+    with pytest.raises(CutbenchError, match="rank < n_clusters=3.*larger batch_size"):
         model.fit(X)
 
 

@@ -11,10 +11,12 @@ from cutbench.canonical import canonical_json
 from cutbench.store import ResultStore, cell_key, flatten_record
 
 
-def make_record(key="k1", status="ok", acc=0.9):
+def make_record(key="k1", status="ok", acc=0.9, seed=None):
+    """A record of its own configuration: the seed follows the key unless given."""
     config = {"dataset": {"name": "blobs", "params": {"n": 10}, "fingerprint": "f"},
               "features": {"name": "raw"}, "method": {"name": "kmeans", "params": {"n_init": 3}},
-              "protocol": {"train_size": None, "nmi_average_method": "arithmetic"}, "seed": 0, "device": "cpu"}
+              "protocol": {"train_size": None, "nmi_average_method": "arithmetic"},
+              "seed": sum(map(ord, key)) if seed is None else seed, "device": "cpu"}
     rec = {"key": key, "study": "s", "config": config, "status": status, "error": None}
     if status == "ok":
         rec["metrics"] = {"acc": acc, "nmi": 0.8, "ari": 0.7, "nca": 0.6}
@@ -57,7 +59,7 @@ def test_corrupt_or_partial_record_is_treated_as_missing(tmp_path):
 
 def test_failed_record_has_nan_metrics_not_zero(tmp_path):
     store = ResultStore(tmp_path)
-    store.write(make_record("a", acc=0.5))
+    store.write(make_record("a", acc=0.5), labels=np.zeros(10))
     store.write(make_record("b", status="failed"))
     frame = store.to_frame().set_index("key")
     assert frame.loc["b", "status"] == "failed"
@@ -68,7 +70,7 @@ def test_failed_record_has_nan_metrics_not_zero(tmp_path):
 
 def test_export_csv_and_parquet_agree(tmp_path):
     store = ResultStore(tmp_path)
-    store.write(make_record("a"))
+    store.write(make_record("a"), labels=np.zeros(10))
     store.write(make_record("b", status="failed"))
     csv, parquet = store.export()
     a, b = pd.read_csv(csv), pd.read_parquet(parquet)
