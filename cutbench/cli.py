@@ -35,7 +35,7 @@ def cmd_run(args) -> int:
             print(f"[{i}/{len(cells)}] {cell.label()}")
         print(f"{len(cells)} cells")
         return 0
-    options = {}
+    options = {"threads": args.threads}
     if args.workers is not None:
         options["workers"] = args.workers
     if args.scheduler:
@@ -82,10 +82,23 @@ def render_report(store, out: Path, stages: Sequence[str] = ("fit",)) -> list[Pa
         written.append(out / name)
     written += plot_metric_bars(frame, "acc", path_stem=out / "acc")
     print(markdown)
-    unusable = store.problems_summary()
-    if unusable:
-        print(unusable)
+    for line in (oversubscription_warning(frame), store.problems_summary()):
+        if line:
+            print(line)
     return written
+
+
+def oversubscription_warning(frame) -> str | None:
+    """A warning naming the cells that ran while the machine's load exceeded its cores, or None."""
+    if "load_end" not in frame or frame["load_end"].isna().all():
+        return None
+    load = frame[["load_start", "load_end"]].max(axis=1)
+    busy = frame[load > frame["cores"]]
+    if busy.empty:
+        return None
+    return (f"warning: {len(busy)} of {len(frame)} cells ran on an oversubscribed machine (load average up to "
+            f"{load.max():.1f} on {int(busy['cores'].max())} cores): their times, and on CPU the network methods' "
+            "results, are not comparable with cells run on an idle machine.")
 
 
 def _existing_store(folder: str):
@@ -163,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--executor", default="inline", choices=["inline", "pool", "dask"],
                      help="inline (default; for published timings), pool (one process per GPU) or dask")
     run.add_argument("--workers", type=int, help="pool/dask workers (default: one per GPU, else 2)")
+    run.add_argument("--threads", type=int,
+                     help="threads per cell for torch, BLAS and OpenMP (default: every core for the inline executor, "
+                          "the cores shared out among the workers of pool and dask); recorded with every result")
     run.add_argument("--scheduler", help="dask scheduler address (default: a LocalCluster on loopback)")
     run.set_defaults(func=cmd_run)
 

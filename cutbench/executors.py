@@ -22,6 +22,7 @@ import time
 from cutbench import CutbenchError
 from cutbench.runner import _DATASETS, InlineExecutor, _write_lost, execute_cell, identify_cell
 from cutbench.store import cell_key
+from cutbench.threads import resolve_threads
 
 
 _ORPHAN_POLL_SECONDS = 0.1
@@ -40,9 +41,6 @@ def _pool_worker(tasks, results, gpu: str | None, threads: int, store_root: str,
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-    import torch
-
-    torch.set_num_threads(threads)
     while True:
         item = tasks.get()
         if item is None:
@@ -50,7 +48,7 @@ def _pool_worker(tasks, results, gpu: str | None, threads: int, store_root: str,
         index, cell = item
         results.put(("start", os.getpid(), index))
         try:
-            key, status = execute_cell(cell, store_root, study_name)
+            key, status = execute_cell(cell, store_root, study_name, threads)
         except Exception as exc:  # noqa: BLE001 - e.g. the store became unwritable
             key, status = None, f"failed: {type(exc).__name__}: {exc}"
         results.put(("done", os.getpid(), index, key, status))
@@ -65,13 +63,16 @@ class LocalPoolExecutor:
         Number of workers; default one per visible GPU, else 2 CPU workers.
     gpus : list of str, optional
         GPU ids to pin, one worker each (default: all visible GPUs).
+    threads : int, optional
+        Threads per worker (:func:`cutbench.threads.resolve_threads`); default the cores shared out.
     """
 
     name = "pool"
 
-    def __init__(self, workers: int | None = None, gpus: list[str] | None = None):
+    def __init__(self, workers: int | None = None, gpus: list[str] | None = None, threads: int | None = None):
         self.workers = workers
         self.gpus = gpus
+        self.threads = threads
 
     def _plan(self) -> list[tuple[str | None, int]]:
         import torch
@@ -79,12 +80,11 @@ class LocalPoolExecutor:
         gpus = self.gpus
         if gpus is None and torch.cuda.is_available():
             gpus = [str(i) for i in range(torch.cuda.device_count())]
-        cores = os.cpu_count() or 1
         if gpus:
             n = self.workers or len(gpus)
-            return [(gpus[i % len(gpus)], max(1, cores // n)) for i in range(n)]
+            return [(gpus[i % len(gpus)], resolve_threads(self.threads, n)) for i in range(n)]
         n = self.workers or 2
-        return [(None, max(1, cores // n))] * n
+        return [(None, resolve_threads(self.threads, n))] * n
 
     def map(self, cells, store_root, study_name):
         ctx = mp.get_context("spawn")  # CUDA cannot be forked
@@ -152,14 +152,18 @@ class DaskExecutor:
     address : str, optional
         A scheduler address (``tcp://host:8786``); default: a LocalCluster on the loopback interface.
     workers : int
-        Worker processes of the LocalCluster (one thread each).
+        Worker processes of the LocalCluster (one task at a time each).
+    threads : int, optional
+        Threads per cell (:func:`cutbench.threads.resolve_threads`); default the cores shared out
+        among the local workers.
     """
 
     name = "dask"
 
-    def __init__(self, address: str | None = None, workers: int = 2):
+    def __init__(self, address: str | None = None, workers: int = 2, threads: int | None = None):
         self.address = address
         self.workers = workers
+        self.threads = resolve_threads(threads, workers)
 
     def map(self, cells, store_root, study_name):
         try:
@@ -172,7 +176,8 @@ class DaskExecutor:
                                    host="127.0.0.1", dashboard_address=None)
         client = Client(self.address or cluster)
         try:
-            futures = {client.submit(execute_cell, cell, store_root, study_name, pure=False): cell for cell in cells}
+            futures = {client.submit(execute_cell, cell, store_root, study_name, self.threads, pure=False): cell
+                       for cell in cells}
             for future in as_completed(futures):
                 yield (futures[future], *future.result())
         finally:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 import cutbench
-from cutbench.timing import thread_settings
+from cutbench.threads import cores, thread_settings
 
 _PACKAGES = ("torch", "numpy", "scipy", "scikit-learn", "pandas", "pyarrow", "matplotlib")
 
@@ -81,6 +81,7 @@ def _static_provenance() -> dict:
         "hostname": socket.gethostname(),
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
+        "cores": cores(),
         **_gpu_info(),
     }
 

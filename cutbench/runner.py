@@ -32,6 +32,7 @@ from cutbench.metrics import evaluate
 from cutbench.provenance import provenance
 from cutbench.store import STATUSES, ResultStore, cell_key
 from cutbench.study import Cell, Study
+from cutbench.threads import cores, limited_threads, load_average, resolve_threads
 from cutbench.timing import StageTimer
 
 
@@ -136,8 +137,13 @@ def is_done(record: dict | None, config: dict, *, retry_failed: bool = False) ->
 
 
 def run_cell(cell: Cell, datasets: DatasetCache, study_name: str) -> tuple[dict, np.ndarray | None]:
-    """Run one cell; returns its record and predicted labels (None unless it succeeded)."""
+    """Run one cell; returns its record and predicted labels (None unless it succeeded).
+
+    The record keeps the machine's load average at the cell's start and end and the core count, so
+    a report can tell which timings an oversubscribed machine made.
+    """
     started = time.perf_counter()
+    load_at_start = load_average()
     config, dataset, device, problem = identify_cell(cell, datasets)
     record = {"study": study_name, "key": cell_key(config), "config": config, "status": "failed", "error": None}
     labels = None
@@ -167,6 +173,7 @@ def run_cell(cell: Cell, datasets: DatasetCache, study_name: str) -> tuple[dict,
     for stage in ("metrics", "timings", "history") if record["status"] != "ok" else ():
         record.pop(stage, None)  # partial results of a cell that did not finish are not results
     record["cell_wall_seconds"] = time.perf_counter() - started
+    record["load"] = {"start": load_at_start, "end": load_average(), "cores": cores()}
     record["provenance"] = provenance()
     return record, labels
 
@@ -245,8 +252,9 @@ _DATASETS = DatasetCache()  # one per worker process
 _CHILD_GRACE_SECONDS = 30.0
 
 
-def execute_cell(cell: Cell, store_root: str, study_name: str) -> tuple[str, str]:
-    """Run one cell, write its record to the store, return ``(key, status)``.
+def execute_cell(cell: Cell, store_root: str, study_name: str, threads: int | None = None) -> tuple[str, str]:
+    """Run one cell with ``threads`` threads (None: as set), write its record to the store, return
+    ``(key, status)``.
 
     The cell is claimed in the store while it runs, so two drivers on one folder never compute it
     twice: a cell claimed by another live process returns ``"busy"``, and one that another process
@@ -256,7 +264,7 @@ def execute_cell(cell: Cell, store_root: str, study_name: str) -> tuple[str, str
     """
     limit = cell.timing.get("time_limit")
     if limit is not None and threading.current_thread() is not threading.main_thread():
-        return _execute_in_child(cell, store_root, study_name, limit)
+        return _execute_in_child(cell, store_root, study_name, limit, threads)
     store = ResultStore(store_root)
     config = identify_cell(cell, _DATASETS)[0]
     key = cell_key(config)
@@ -265,20 +273,21 @@ def execute_cell(cell: Cell, store_root: str, study_name: str) -> tuple[str, str
             return key, "busy"
         if is_done(store.get(key), config, retry_failed=True):  # an ok outcome written meanwhile
             return key, "stored"
-        record, labels = run_cell(cell, _DATASETS, study_name)
+        with limited_threads(threads):
+            record, labels = run_cell(cell, _DATASETS, study_name)
         store.write(record, labels)
     return key, record["status"]
 
 
 def child_main() -> None:
-    """Entry point of a child process: run the pickled ``(cell, store_root, study_name)`` on stdin."""
-    cell, store_root, study_name = pickle.load(sys.stdin.buffer)
-    execute_cell(cell, store_root, study_name)
+    """Entry point of a child process: run the pickled ``(cell, store_root, study_name, threads)`` on stdin."""
+    execute_cell(*pickle.load(sys.stdin.buffer))
 
 
-def _execute_in_child(cell: Cell, store_root: str, study_name: str, limit: float) -> tuple[str, str]:
+def _execute_in_child(cell: Cell, store_root: str, study_name: str, limit: float,
+                      threads: int | None = None) -> tuple[str, str]:
     # A plain subprocess, not multiprocessing: dask worker processes are daemons and may not fork children.
-    payload = pickle.dumps((cell, store_root, study_name))
+    payload = pickle.dumps((cell, store_root, study_name, threads))
     command = [sys.executable, "-c", "from cutbench.runner import child_main; child_main()"]
     key = cell_key(identify_cell(cell, _DATASETS)[0])
     earlier = ResultStore(store_root).get(key)  # a failed record being retried, or None
@@ -302,13 +311,22 @@ def _write_lost(cell: Cell, store_root: str, study_name: str, status: str, error
 
 
 class InlineExecutor:
-    """Run cells one after another in this process (best timing fidelity)."""
+    """Run cells one after another in this process (best timing fidelity).
+
+    Parameters
+    ----------
+    threads : int, optional
+        Threads per cell (:func:`cutbench.threads.resolve_threads`); default every core.
+    """
 
     name = "inline"
 
+    def __init__(self, threads: int | None = None):
+        self.threads = resolve_threads(threads)
+
     def map(self, cells: list[Cell], store_root: str, study_name: str) -> Iterator[tuple[Cell, str, str]]:
         for cell in cells:
-            yield (cell, *execute_cell(cell, store_root, study_name))
+            yield (cell, *execute_cell(cell, store_root, study_name, self.threads))
 
 
 def run_study(study: Study, store: ResultStore, *, executor=None, retry_failed: bool = False,

@@ -412,6 +412,9 @@ def flatten_record(record: dict) -> dict:
     for name, value in config["method"].get("params", {}).items():
         row[f"param.{name}"] = value if np.isscalar(value) or value is None else canonical_json(value)
     provenance = record.get("provenance") or {}
+    load = record.get("load") or {}
+    row["threads"] = (provenance.get("threads") or {}).get("torch_threads")
+    row["load_start"], row["load_end"], row["cores"] = load.get("start"), load.get("end"), load.get("cores")
     git = provenance.get("git") or {}
     row["git_commit"], row["git_dirty"] = git.get("commit"), git.get("dirty")
     row["timestamp"] = provenance.get("timestamp")

@@ -193,12 +193,3 @@ class StageTimer:
 
     def to_dict(self) -> dict[str, dict]:
         return {name: rec.to_dict() for name, rec in self.stages.items()}
-
-
-def thread_settings() -> dict[str, Any]:
-    """Thread counts that change CPU timings; recorded with every result."""
-    return {
-        "torch_threads": torch.get_num_threads(),
-        "torch_interop_threads": torch.get_num_interop_threads(),
-        **{var: os.environ.get(var) for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
-    }

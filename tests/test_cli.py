@@ -136,3 +136,11 @@ def test_set_overrides_say_what_they_changed_and_bad_ones_are_clear(tmp_path, ca
     assert main(["run", str(tmp_path / "tiny.yaml"), "--dry-run", "--set", "ncut.n_init=[2,"]) == 2
     err = capsys.readouterr().err
     assert "'[2,' is not a valid YAML value" in err and "Traceback" not in err
+
+
+def test_bad_thread_counts_are_refused_before_anything_runs(tmp_path, capsys):
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    for threads in ("0", "4096"):
+        assert main(["run", str(tmp_path / "tiny.yaml"), "--out", str(tmp_path / "res"), "--threads", threads]) == 2
+        assert "--threads" in capsys.readouterr().err
+    assert not (tmp_path / "res").exists()

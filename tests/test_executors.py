@@ -22,7 +22,7 @@ TINY = {"name": "exec", "datasets": [{"name": "double_rings", "params": {"n": 30
         "timing": {"warmup": 0, "repeats": 1}}
 
 # Fields that legitimately differ between two runs of the same cell.
-_VOLATILE = {"timings", "cell_wall_seconds", "provenance"}
+_VOLATILE = {"timings", "cell_wall_seconds", "provenance", "load"}
 
 
 def comparable(store):
@@ -231,3 +231,45 @@ def test_two_drivers_on_one_folder_compute_each_cell_once(tmp_path):
     records = [__import__("json").loads(p.read_text()) for p in (tmp_path / "res" / "records").glob("*.json")]
     assert len(records) == 12 and all(r["status"] == "ok" and "previous_outcomes" not in r for r in records)
     assert not list((tmp_path / "res" / "claims").iterdir())
+
+
+def test_the_thread_policy_is_applied_inside_each_cell_and_recorded(tmp_path):
+    from threadpoolctl import threadpool_info
+
+    from cutbench.runner import InlineExecutor
+
+    store = ResultStore(tmp_path)
+    study = expand_study({**TINY, "methods": ["kmeans"], "seeds": [0]})
+    run_study(study, store, executor=InlineExecutor(threads=1), progress=lambda m: None)
+    record = next(store.records())
+    threads = record["provenance"]["threads"]  # read inside the cell, under the policy
+    assert threads["torch_threads"] == 1
+    assert all(threads[f"{pool['internal_api']}_threads"] == 1 for pool in threadpool_info())
+    assert record["load"]["cores"] >= 1 and record["load"]["start"] is not None
+    row = store.to_frame().iloc[0]
+    assert row["threads"] == 1 and row["cores"] == record["load"]["cores"]
+
+
+def test_thread_counts_are_checked_against_the_cores(monkeypatch):
+    from cutbench import CutbenchError
+    from cutbench import threads as threads_module
+
+    monkeypatch.setattr(threads_module, "cores", lambda: 2)
+    assert threads_module.resolve_threads(None) == 2 and threads_module.resolve_threads(None, workers=2) == 1
+    with pytest.raises(CutbenchError, match=r"--threads must be an integer >= 1; got 0\."):
+        threads_module.resolve_threads(0)
+    with pytest.raises(CutbenchError, match=r"--threads 3 asks for 3 threads, more than the 2 cores .* --threads <= 2"):
+        threads_module.resolve_threads(3)
+    with pytest.raises(CutbenchError, match=r"--threads 2 with 2 workers asks for 4 threads.*--threads <= 1"):
+        threads_module.resolve_threads(2, workers=2)
+
+
+def test_the_report_warns_about_cells_run_on_an_oversubscribed_machine():
+    import pandas as pd
+
+    from cutbench.cli import oversubscription_warning
+
+    frame = pd.DataFrame({"load_start": [0.5, 3.9], "load_end": [1.0, 4.2], "cores": [2, 2]})
+    assert oversubscription_warning(frame).startswith("warning: 1 of 2 cells ran on an oversubscribed machine "
+                                                      "(load average up to 4.2 on 2 cores)")
+    assert oversubscription_warning(frame.iloc[:1]) is None
