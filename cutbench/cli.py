@@ -17,6 +17,7 @@ DEFAULT_STUDY = "quick"
 
 def cmd_run(args) -> int:
     from cutbench.executors import make_executor
+    from cutbench.reports.render import render_report
     from cutbench.runner import run_study
     from cutbench.store import ResultStore
     from cutbench.study import load_study, select_cells
@@ -57,50 +58,6 @@ def cmd_run(args) -> int:
     return 0 if counts["failed"] == 0 and counts["timeout"] == 0 else 1
 
 
-def render_report(store, out: Path, stages: Sequence[str] = ("fit",)) -> list[Path]:
-    """Export the store's table and render the Markdown/LaTeX/HTML tables and the accuracy plot.
-
-    ``stages`` names the timed stages whose seconds the tables show, in that order.
-    """
-    import pandas as pd
-
-    from cutbench.reports import configuration_labels, plot_metric_bars, summarize, to_html, to_latex, to_markdown
-
-    written = store.export(out / "results")
-    frame = store.to_frame()
-    if frame.empty:
-        return written
-    # Rows in the order the cells ran (the study's order), one per configuration, never a mix. Parsed,
-    # as records written before timestamps had microseconds hold whole seconds.
-    frame = frame.sort_values("timestamp", kind="stable", na_position="last", ignore_index=True,
-                              key=lambda stamps: pd.to_datetime(stamps, utc=True, format="ISO8601"))
-    frame = frame.assign(method=configuration_labels(frame))
-    summary = summarize(frame, times=[f"{stage}_s" for stage in stages])
-    markdown = to_markdown(summary)
-    for name, text in (("table.md", markdown), ("table.tex", to_latex(summary)), ("table.html", to_html(summary))):
-        (out / name).write_text(text)
-        written.append(out / name)
-    written += plot_metric_bars(frame, "acc", path_stem=out / "acc")
-    print(markdown)
-    for line in (oversubscription_warning(frame), store.problems_summary()):
-        if line:
-            print(line)
-    return written
-
-
-def oversubscription_warning(frame) -> str | None:
-    """A warning naming the cells that ran while the machine's load exceeded its cores, or None."""
-    if "load_end" not in frame or frame["load_end"].isna().all():
-        return None
-    load = frame[["load_start", "load_end"]].max(axis=1)
-    busy = frame[load > frame["cores"]]
-    if busy.empty:
-        return None
-    return (f"warning: {len(busy)} of {len(frame)} cells ran on an oversubscribed machine (load average up to "
-            f"{load.max():.1f} on {int(busy['cores'].max())} cores): their times, and on CPU the network methods' "
-            "results, are not comparable with cells run on an idle machine.")
-
-
 def _existing_store(folder: str):
     from cutbench.store import ResultStore
 
@@ -118,9 +75,40 @@ def cmd_report(args) -> int:
     if unknown or not stages:
         raise CutbenchError(f"--times takes a comma-separated list of stages; unknown or empty: {unknown or stages}. "
                             f"Accepted stages: {', '.join(STAGES)}.")
+    from cutbench.reports.render import render_report
+
     store = _existing_store(args.out)
     written = render_report(store, store.root, stages)
     print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    """Compare two results folders; exit 1 when a regression of a ``--fail-on`` kind is flagged."""
+    from cutbench.reports.compare import flagged
+    from cutbench.reports.render import render_comparison
+
+    kinds = [kind.strip() for kind in args.fail_on.split(",") if kind.strip()]
+    unknown = sorted(set(kinds) - {"accuracy", "time", "none"})
+    if unknown:
+        raise CutbenchError(f"--fail-on takes accuracy, time (comma-separated) or none; got {', '.join(unknown)}.")
+    old, new = _existing_store(args.old), _existing_store(args.new)
+    studies = [sorted({str(s) for s in store.to_frame().get("study", [])}) for store in (old, new)]
+    if not all(studies):
+        empty = args.old if not studies[0] else args.new
+        raise CutbenchError(f"{empty} holds no usable records: nothing to compare; run the study there first.")
+    if studies[0] != studies[1]:
+        raise CutbenchError(f"{args.old} holds study {', '.join(studies[0])} but {args.new} holds "
+                            f"{', '.join(studies[1])}: compare two runs of the same study.")
+    out = Path(args.out) if args.out else new.root / "comparison"
+    table, markdown, written = render_comparison(old, new, out, noise_factor=args.noise_factor,
+                                                 time_threshold=args.time_threshold)
+    print(markdown)
+    print("wrote " + ", ".join(str(p) for p in written))
+    regressions = flagged(table, [kind for kind in kinds if kind != "none"])
+    if len(regressions):
+        print(f"{len(regressions)} regression(s) of kind {', '.join(sorted(set(regressions.kind)))} flagged.")
+        return 1
     return 0
 
 
@@ -188,6 +176,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="timed stages shown in the tables, comma-separated (default: fit; "
                              "e.g. affinity,fit,predict,total)")
     report.set_defaults(func=cmd_report)
+
+    compare = sub.add_parser("compare", help="compare two results folders, e.g. one study run at two commits")
+    compare.add_argument("old", help="the reference results folder")
+    compare.add_argument("new", help="the results folder to check")
+    compare.add_argument("--out", help="where to write comparison.md and report.html (default: NEW/comparison)")
+    compare.add_argument("--fail-on", default="accuracy", metavar="KIND[,KIND]",
+                         help="exit 1 when a regression of these kinds is flagged: accuracy, time, or none "
+                              "(default: accuracy)")
+    compare.add_argument("--noise-factor", type=float, default=2.0,
+                         help="a change within this many seed standard deviations is noise (default 2)")
+    compare.add_argument("--time-threshold", type=float, default=0.25,
+                         help="a time must also change by more than this fraction to count (default 0.25)")
+    compare.set_defaults(func=cmd_compare)
 
     collect = sub.add_parser("collect", help="export the records stored so far to CSV and parquet")
     collect.add_argument("out", help="results folder (may belong to a study that is still running)")

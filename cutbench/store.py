@@ -63,6 +63,12 @@ def cell_key(config: dict) -> str:
     return hashlib.sha256(canonical_json({**config, "dataset": dataset}).encode()).hexdigest()[:20]
 
 
+def configuration_key(config: dict) -> str:
+    """Content hash of a cell's configuration alone: its key without the seed and the cutbench version,
+    so that the seeds of one configuration, and runs of it by two versions, can be grouped and compared."""
+    return cell_key({name: value for name, value in config.items() if name not in ("seed", "cutbench_version")})
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically, readable as the umask allows; a full disk is a clear error."""
     try:
@@ -385,6 +391,7 @@ def flatten_record(record: dict) -> dict:
         "study": record.get("study"),
         "key": record["key"],
         "config_key": cell_key(config),
+        "group_key": configuration_key(config),
         "dataset": config["dataset"]["name"],
         "features": config.get("features", {}).get("name"),
         "method": config["method"]["name"],

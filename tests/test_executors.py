@@ -267,7 +267,7 @@ def test_thread_counts_are_checked_against_the_cores(monkeypatch):
 def test_the_report_warns_about_cells_run_on_an_oversubscribed_machine():
     import pandas as pd
 
-    from cutbench.cli import oversubscription_warning
+    from cutbench.reports.render import oversubscription_warning
 
     frame = pd.DataFrame({"load_start": [0.5, 3.9], "load_end": [1.0, 4.2], "cores": [2, 2]})
     assert oversubscription_warning(frame).startswith("warning: 1 of 2 cells ran on an oversubscribed machine "
