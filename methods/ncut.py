@@ -9,6 +9,7 @@ code to the Ncut baseline of the NeuNcut paper; it avoids shift-invert on the La
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -122,6 +123,56 @@ def _top_eigenpairs_lobpcg(M, n_components, tol, device, torch_generator):
     return values.cpu().numpy() - 1.0, vectors.cpu().numpy(), "lobpcg"
 
 
+@dataclass(frozen=True)
+class SpectralEmbedding:
+    """The top eigenpairs of ``M = D^-1/2 W D^-1/2`` and how they were found (see :func:`spectral_embedding`)."""
+
+    values: np.ndarray
+    vectors: np.ndarray
+    solver: str
+    residual: float
+    n_connected_components: int
+
+
+def spectral_embedding(W: sp.csr_matrix, n_components: int, *, eigen_solver: str = "arpack", eigen_tol: float = 1e-6,
+                       device=torch.device("cpu"), rng=None, torch_generator=None) -> SpectralEmbedding:
+    """Top ``n_components`` eigenpairs of the normalised affinity of a checked graph ``W``.
+
+    Eigenvalues decrease; each eigenvector is signed so that its largest-magnitude entry is positive.
+    A graph with several connected components gets a :class:`~cutbench.CutbenchWarning` (eigenvalue 1
+    repeats); an eigensolve whose residual ``max ||M v - λ v|| / ||v||`` exceeds
+    ``max(10 * eigen_tol, 1e-10)`` gets one too. ``eigen_solver`` is "arpack", "lobpcg" or "auto"
+    (ARPACK on the CPU, LOBPCG on CUDA); see :class:`Ncut`.
+    """
+    rng = np.random.default_rng(0) if rng is None else rng
+    torch_generator = torch.Generator().manual_seed(0) if torch_generator is None else torch_generator
+    M = _normalized_adjacency(W)
+    n_connected, component_labels = connected_components(W, directed=False)
+    if n_connected > 1:
+        warnings.warn(f"the graph has {n_connected} connected components: eigenvalue 1 of D^-1/2 W D^-1/2 "
+                      f"has multiplicity {n_connected}, with the component indicators as eigenvectors (the "
+                      "result is still valid); use a larger n_neighbors or sigma for a connected graph.",
+                      CutbenchWarning, stacklevel=4)
+    solver = eigen_solver
+    if solver == "auto":
+        solver = "arpack" if torch.device(device).type == "cpu" else "lobpcg"
+    if solver == "arpack":
+        values, vectors, solver = _top_eigenpairs_arpack(M, n_components, eigen_tol, rng, component_labels)
+    else:
+        values, vectors, solver = _top_eigenpairs_lobpcg(M, n_components, eigen_tol, device, torch_generator)
+    order = np.argsort(-values, kind="stable")
+    values, vectors = values[order], vectors[:, order]
+    residual = float(np.max(np.linalg.norm(M @ vectors - vectors * values, axis=0) / np.linalg.norm(vectors, axis=0)))
+    warn_above = max(_RESIDUAL_WARN_FACTOR * eigen_tol, _RESIDUAL_WARN_FLOOR)
+    if residual > warn_above:
+        warnings.warn(f"the {solver} eigensolve did not converge: eigen_residual_ = {residual:.2e} > {warn_above:.1e}; "
+                      "the embedding may be inaccurate. Try the other eigen_solver, a larger eigen_tol, or a better "
+                      "connected graph.", CutbenchWarning, stacklevel=4)
+    largest_entry = vectors[np.abs(vectors).argmax(axis=0), np.arange(n_components)]
+    vectors = vectors * np.where(largest_entry < 0, -1.0, 1.0)
+    return SpectralEmbedding(values, vectors, solver, residual, int(n_connected))
+
+
 class Ncut(ClusteringMethod):
     """Normalised-cut spectral clustering: eigenvectors of D^-1/2 W D^-1/2, row normalisation, k-means.
 
@@ -226,37 +277,12 @@ class Ncut(ClusteringMethod):
         else:
             self.affinity_ = None
             W = check_affinity_graph(graph, n_samples)
-        M = _normalized_adjacency(W)
-        n_connected, component_labels = connected_components(W, directed=False)
-        if n_connected > 1:
-            warnings.warn(f"the graph has {n_connected} connected components: eigenvalue 1 of D^-1/2 W D^-1/2 "
-                          f"has multiplicity {n_connected}, with the component indicators as eigenvectors (the "
-                          "result is still valid); use a larger n_neighbors or sigma for a connected graph.",
-                          CutbenchWarning, stacklevel=3)
+        embedding = spectral_embedding(W, n_components, eigen_solver=self.eigen_solver, eigen_tol=self.eigen_tol,
+                                       device=device, rng=rng, torch_generator=torch_generator)
         self.affinity_graph_stats_ = {"n_nodes": n_samples, "nnz": int(W.nnz),
-                                      "n_connected_components": int(n_connected)}
-
-        solver = self.eigen_solver
-        if solver == "auto":
-            solver = "arpack" if device.type == "cpu" else "lobpcg"
-        if solver == "arpack":
-            values, vectors, solver = _top_eigenpairs_arpack(M, n_components, self.eigen_tol, rng,
-                                                             component_labels)
-        else:
-            values, vectors, solver = _top_eigenpairs_lobpcg(M, n_components, self.eigen_tol, device,
-                                                             torch_generator)
-        order = np.argsort(-values, kind="stable")
-        values, vectors = values[order], vectors[:, order]
-        self.eigen_residual_ = float(np.max(np.linalg.norm(M @ vectors - vectors * values, axis=0)
-                                            / np.linalg.norm(vectors, axis=0)))
-        warn_above = max(_RESIDUAL_WARN_FACTOR * self.eigen_tol, _RESIDUAL_WARN_FLOOR)
-        if self.eigen_residual_ > warn_above:
-            warnings.warn(f"the {solver} eigensolve did not converge: eigen_residual_ = {self.eigen_residual_:.2e} "
-                          f"> {warn_above:.1e}; the embedding may be inaccurate. Try the other eigen_solver, a "
-                          "larger eigen_tol, or a better connected graph.", CutbenchWarning, stacklevel=3)
-        largest_entry = vectors[np.abs(vectors).argmax(axis=0), np.arange(n_components)]
-        vectors = vectors * np.where(largest_entry < 0, -1.0, 1.0)
-
+                                      "n_connected_components": embedding.n_connected_components}
+        self.eigen_residual_ = embedding.residual
+        solver, values, vectors = embedding.solver, embedding.values, embedding.vectors
         self.eigen_solver_ = solver
         self.n_components_ = n_components
         self.eigenvalues_ = values

@@ -1,0 +1,65 @@
+"""The benchmark suites import and every benchmark runs once on a tiny problem, so they cannot rot."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from threadpoolctl import threadpool_limits
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def asv_suite(monkeypatch):
+    spec = importlib.util.spec_from_file_location("asv_benchmarks", ROOT / "benchmarks" / "asv" / "benchmarks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    previous = torch.get_num_threads()
+    with threadpool_limits():  # the suite pins one thread; give the rest of the tests theirs back
+        yield module
+    torch.set_num_threads(previous)
+
+
+@pytest.mark.filterwarnings("ignore::cutbench.CutbenchWarning")  # tiny budgets collapse clusters
+def test_every_asv_benchmark_runs_once_on_a_tiny_problem(asv_suite, monkeypatch):
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(size=(60, 3)), rng.normal(size=(60, 3)) + 6].astype(np.float32)
+    problems = {"tiny": (X, np.repeat([0, 1], 60))}
+    monkeypatch.setattr(asv_suite, "TRAIN_SIZE", 80)
+    knn = {"n_neighbors": 5, "self_loops": True}
+    network = {"affinity": knn, "epochs": 2, "hidden_dims": (8,)}
+    tiny = {"kmeans": {}, "ncut": {"affinity": knn}, "neuncut": {**network, "batch_size": 40},
+            "neurcut": {**network, "batch_size": 40}, "specnet2": {**network, "batch_size": 8},
+            "spectralnet": {**network, "batch_size": 40, "steps_per_epoch": 2},
+            "cnc": {**network, "batch_size": 40, "steps_per_epoch": 2}}
+    assert set(asv_suite.PARAMS) == set(tiny) == set(asv_suite.list_methods())  # the suite covers every method
+    monkeypatch.setattr(asv_suite, "PARAMS", tiny)
+    for method in asv_suite.list_methods():
+        bench = asv_suite.Methods()
+        bench.setup(problems, method, "tiny")
+        assert 0 <= bench.track_error(problems, method, "tiny") <= 1
+        bench.time_fit(problems, method, "tiny")
+        bench.peakmem_fit(problems, method, "tiny")
+        if method == "ncut":
+            with pytest.raises(NotImplementedError):
+                bench.time_predict(problems, method, "tiny")
+        else:
+            bench.time_predict(problems, method, "tiny")
+    with pytest.raises(NotImplementedError, match="fashion_mnist is not under"):
+        asv_suite.Methods().setup(problems, "kmeans", "fashion_mnist")
+    graph = asv_suite.GraphCost()
+    graph.setup(300)
+    graph.time_knn_graph(300)
+    graph.time_eigensolver(300)
+    graph.peakmem_knn_graph(300)
+
+
+def test_the_micro_benchmarks_run_once_without_timing():
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--benchmark-disable",
+                          str(ROOT / "benchmarks" / "micro")], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert " passed" in run.stdout
