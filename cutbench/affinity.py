@@ -187,9 +187,10 @@ class PreparedAffinity:
         on their device."""
         return batch_affinity(self.points[index], self.kernel)
 
-    def graph(self, *, chunk_size=None) -> sp.csr_matrix:
-        """Full graph of all training points (see :func:`~cutbench.graph.knn_graph`), built on their device."""
-        return knn_graph(self.points, self.kernel, device=self.points.device, chunk_size=chunk_size)
+    def graph(self, *, chunk_size=None, report: dict | None = None) -> sp.csr_matrix:
+        """Full graph of all training points (see :func:`~cutbench.graph.knn_graph`, and its ``report``),
+        built on their device."""
+        return knn_graph(self.points, self.kernel, device=self.points.device, chunk_size=chunk_size, report=report)
 
     def with_kernel(self, kernel: Affinity) -> PreparedAffinity:
         """The same points under another kernel (e.g. with a bandwidth a method measured itself)."""

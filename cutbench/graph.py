@@ -18,6 +18,7 @@ too. Which kernel a method uses, and on which points, is decided by :mod:`cutben
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ import torch
 
 from cutbench import CutbenchError
 from cutbench._validation import check_features, resolve_device
-from cutbench.params import Boolean, Interval, NoneValue, Options, canonical_params
+from cutbench.params import Boolean, Interval, NoneValue, Options, Satisfies, canonical_params
 
 DENSE_MAX_SAMPLES = 20_000
 """Largest ``n`` for which ``knn_graph`` builds a dense graph (``n_neighbors=None``): n^2 float64 entries."""
@@ -37,6 +38,35 @@ DENSE_MAX_SAMPLES = 20_000
 _CHUNK_BYTES = 256 * 2**20  # default budget for one chunk x n block of squared distances
 _SYMMETRIZE_RULES = ("mean", "max")
 _ROW_NORM_EPS = 1e-6
+
+
+KNN_BACKENDS = {
+    "exact": "exact search in torch, chunked over rows, on the CPU or CUDA (the default)",
+    "faiss_flat": "exact search with faiss IndexFlatL2 (BLAS on the CPU)",
+    "faiss_hnsw": "approximate: faiss HNSW graph, M=32, efConstruction=100, efSearch=max(64, 2(s+1))",
+    "pynndescent": "approximate: NN-descent (pynndescent) with max(30, s+1) neighbours, the s nearest kept",
+}
+"""kNN backends of a full graph, with their fixed parameters; all but "exact" are optional extras."""
+
+_BACKEND_PACKAGES = {"faiss_flat": ("faiss", "faiss-cpu"), "faiss_hnsw": ("faiss", "faiss-cpu"),
+                     "pynndescent": ("pynndescent", "pynndescent")}
+APPROXIMATE_BACKENDS = ("faiss_hnsw", "pynndescent")
+
+
+def _check_backend(name) -> str:
+    if name not in KNN_BACKENDS:
+        raise CutbenchError(f"unknown kNN backend {name!r}; accepted: {_quoted(KNN_BACKENDS)} (all but 'exact' need "
+                            "pip install 'cutbench[ann]', i.e. faiss-cpu and pynndescent).")
+    return name
+
+
+def _backend_module(name: str):
+    module, package = _BACKEND_PACKAGES[name]
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise CutbenchError(f"knn_backend={name!r} needs the package {package}, which is not installed: pip install "
+                            f"{package} (or pip install 'cutbench[ann]'), or use knn_backend='exact'.") from exc
 
 
 def _quoted(names) -> str:
@@ -70,6 +100,9 @@ class Affinity:
         L2-normalise feature rows first, ``x / (||x|| + 1e-6)``, as the reference NeuNcut code does.
     symmetrize : {"mean", "max"}, default="mean"
         Applied after the kNN step: ``(W + W^T) / 2`` or ``max(W, W^T)``.
+    knn_backend : str, default="exact"
+        How the full graph's neighbours are found (see :data:`KNN_BACKENDS`): exact search, or an
+        approximate one for large ``n``. Mini-batch affinities are always exact.
     """
 
     sigma: float | str = "median"
@@ -77,6 +110,7 @@ class Affinity:
     self_loops: bool = False
     normalize_rows: bool = False
     symmetrize: str = "mean"
+    knn_backend: str = "exact"
 
     _parameter_constraints: ClassVar[dict] = {
         "sigma": [Interval(float, 0, None, closed="neither"), Options("median")],
@@ -84,6 +118,7 @@ class Affinity:
         "self_loops": [Boolean()],
         "normalize_rows": [Boolean()],
         "symmetrize": [Options(*_SYMMETRIZE_RULES)],
+        "knn_backend": [Satisfies(lambda name: _check_backend(name), "a kNN backend")],
     }
 
     def __post_init__(self):
@@ -92,10 +127,17 @@ class Affinity:
         fields = canonical_params("Affinity", self._parameter_constraints, dataclasses.asdict(self))
         for name, value in fields.items():
             object.__setattr__(self, name, value)
+        if self.knn_backend != "exact" and self.n_neighbors is None:
+            raise CutbenchError(f"Affinity: knn_backend={self.knn_backend!r} searches neighbours, but n_neighbors=None "
+                                "asks for a dense graph; give n_neighbors (e.g. 10) or knn_backend='exact'.")
 
     def to_dict(self) -> dict:
-        """Plain dict of the fields; ``Affinity.from_any(a.to_dict()) == a``."""
-        return dataclasses.asdict(self)
+        """Plain dict of the fields; ``Affinity.from_any(a.to_dict()) == a``. The kNN backend is left out
+        at its default (exact search), so specifications written before it existed keep their keys."""
+        fields = dataclasses.asdict(self)
+        if fields["knn_backend"] == "exact":
+            del fields["knn_backend"]
+        return fields
 
     @classmethod
     def from_any(cls, value) -> Affinity:
@@ -341,7 +383,63 @@ def knn_search(X, n_neighbors: int, *, device="auto", chunk_size=None) -> tuple[
     return _knn_search_prepared(X, n_neighbors, _chunk_rows(chunk_size, X.shape[0], X.element_size()))
 
 
-def knn_graph(X, affinity: Affinity, *, device="auto", chunk_size=None) -> sp.csr_matrix:
+def _backend_search(X: torch.Tensor, n_neighbors: int, backend: str) -> tuple[np.ndarray, np.ndarray]:
+    """``n_neighbors`` neighbours of every row of the prepared ``X`` by a faiss or pynndescent backend.
+
+    Same output as :func:`_knn_search_prepared` (self excluded; squared distances in float64), except
+    that rows are in distance order and ties are not broken by index. Uses as many threads as torch.
+    """
+    module = _backend_module(backend)
+    points = np.ascontiguousarray(X.detach().cpu().numpy(), dtype=np.float32)
+    n, d = points.shape
+    k = n_neighbors + 1  # the point itself is (usually) its own nearest neighbour
+    threads = torch.get_num_threads()
+    if backend == "pynndescent":
+        search = module.NNDescent(points, n_neighbors=max(30, k), random_state=0, n_jobs=threads)
+        indices, distances = search.neighbor_graph
+        sq = distances.astype(np.float64) ** 2
+    else:
+        module.omp_set_num_threads(threads)
+        if backend == "faiss_flat":
+            index = module.IndexFlatL2(d)
+        else:
+            index = module.IndexHNSWFlat(d, 32)
+            index.hnsw.efConstruction = 100
+        index.add(points)
+        if backend == "faiss_hnsw":
+            index.hnsw.efSearch = max(64, 2 * k)
+        sq, indices = index.search(points, k)
+        sq = sq.astype(np.float64)
+    # Drop each row's own index (wherever it landed) and any missing slot, keep the nearest n_neighbors.
+    sq = np.where((indices == np.arange(n)[:, None]) | (indices < 0), np.inf, sq)
+    order = np.argsort(sq, axis=1, kind="stable")[:, :n_neighbors]
+    cols, sq = np.take_along_axis(indices, order, 1).astype(np.int64), np.take_along_axis(sq, order, 1)
+    if not np.isfinite(sq).all():
+        raise CutbenchError(f"knn_backend={backend!r} found fewer than {n_neighbors} neighbours for some of the {n} "
+                            "points; use knn_backend='exact' or fewer neighbours.")
+    return cols, np.maximum(sq, 0.0)
+
+
+def knn_recall(X, affinity: Affinity, neighbors: np.ndarray, *, sample: int = 500, seed: int = 0,
+               device="auto") -> float:
+    """Recall of kNN lists against exact search on ``sample`` rows drawn with ``seed``.
+
+    The mean, over the sampled rows, of the fraction of each row's exact ``n_neighbors`` nearest
+    neighbours (self excluded, ties to the lowest index) that ``neighbors`` lists.
+    """
+    affinity = Affinity.from_any(affinity)
+    Xt = _prepare_points(X, affinity, device)
+    n, s = neighbors.shape
+    rows = np.sort(np.random.default_rng(seed).choice(n, size=min(sample, n), replace=False))
+    with torch.no_grad():
+        sq = pairwise_sq_dists(Xt[torch.from_numpy(rows).to(Xt.device)], Xt)
+        sq[torch.arange(len(rows), device=Xt.device), torch.from_numpy(rows).to(Xt.device)] = math.inf
+        exact = _knn_columns(sq, s).cpu().numpy()
+    found = neighbors[rows]
+    return float(np.mean([np.isin(truth, listed).mean() for truth, listed in zip(exact, found)]))
+
+
+def knn_graph(X, affinity: Affinity, *, device="auto", chunk_size=None, report: dict | None = None) -> sp.csr_matrix:
     """Full-graph heat-kernel affinity as a symmetric float64 ``scipy.sparse.csr_matrix``.
 
     Distances are computed on torch (CPU or CUDA) one chunk of rows at a time, so a kNN graph never holds
@@ -356,6 +454,9 @@ def knn_graph(X, affinity: Affinity, *, device="auto", chunk_size=None) -> sp.cs
         Where the distances are computed.
     chunk_size : int or None, default=None
         Rows per chunk; None keeps a chunk x n distance block within ~256 MB.
+    report : dict, optional
+        Filled with ``knn_backend`` and, for a kNN graph, ``neighbors`` (the unsymmetrised kNN lists),
+        so that a caller can measure their recall (:func:`knn_recall`) outside a timed region.
 
     Returns
     -------
@@ -373,15 +474,22 @@ def knn_graph(X, affinity: Affinity, *, device="auto", chunk_size=None) -> sp.cs
     if affinity.n_neighbors is None:
         W = _dense_graph(Xt, affinity, rows)
     else:
-        W = _sparse_knn_graph(Xt, affinity, rows)
+        W, neighbors = _sparse_knn_graph(Xt, affinity, rows)
+        if report is not None:
+            report["neighbors"] = neighbors
+    if report is not None:
+        report["knn_backend"] = affinity.knn_backend
     W.eliminate_zeros()
     W.sort_indices()
     return W
 
 
-def _sparse_knn_graph(X: torch.Tensor, affinity: Affinity, rows: int) -> sp.csr_matrix:
+def _sparse_knn_graph(X: torch.Tensor, affinity: Affinity, rows: int) -> tuple[sp.csr_matrix, np.ndarray]:
     n, s = X.shape[0], affinity.n_neighbors
-    cols, sq = _knn_search_prepared(X, s, rows)
+    if affinity.knn_backend == "exact":
+        cols, sq = _knn_search_prepared(X, s, rows)
+    else:
+        cols, sq = _backend_search(X, s, affinity.knn_backend)
     if affinity.sigma == "median":
         sigma = float(np.median(np.sqrt(sq)))
         _check_median_sigma(sigma, "the kept kNN pairs")
@@ -392,7 +500,7 @@ def _sparse_knn_graph(X: torch.Tensor, affinity: Affinity, rows: int) -> sp.csr_
     W = (W + W.T) * 0.5 if affinity.symmetrize == "mean" else W.maximum(W.T)
     if affinity.self_loops:  # the kNN step excluded self, so the diagonal is empty here
         W = W + sp.identity(n, dtype=np.float64, format="csr")
-    return sp.csr_matrix(W, dtype=np.float64)
+    return sp.csr_matrix(W, dtype=np.float64), cols
 
 
 @torch.no_grad()

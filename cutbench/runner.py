@@ -26,6 +26,7 @@ from cutbench import CutbenchWarning, __version__
 from cutbench._validation import resolve_device
 from cutbench.affinity import HEAT_KERNEL, AffinityCache, affinity_kind, prepare_affinity
 from cutbench.datasets import compact_features, compute_features, load_dataset, resolve_features
+from cutbench.graph import APPROXIMATE_BACKENDS, knn_recall
 from cutbench.methods.base import as_numpy_labels
 from cutbench.methods.registry import make_method
 from cutbench.metrics import evaluate
@@ -99,6 +100,9 @@ def time_limit(seconds: float | None):
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
 
+
+RECALL_ROWS = 500
+"""Rows on which the recall of an approximate kNN graph is measured against exact search."""
 
 _NO_CUDA = "CUDA is not available on this machine; run the cell on a GPU host or set device: auto."
 
@@ -216,14 +220,17 @@ def _run_stages(cell: Cell, dataset, device: torch.device, record: dict) -> np.n
         if caps.precomputed_graph or learned:
             # A learned affinity's later runs would only hit the cache, so it is timed once (that run is
             # also its cold time).
+            built = {}
+
             def build_affinity():
-                prepared = prepare_affinity(method.affinity, X_fit, device=device, random_state=cell.seed)
-                return prepared.graph() if caps.precomputed_graph else None
+                built["prepared"] = prepare_affinity(method.affinity, X_fit, device=device, random_state=cell.seed)
+                return built["prepared"].graph(report=built) if caps.precomputed_graph else None
 
             graph = timer.run("affinity", build_affinity, warmup=0 if learned else warmup,
                               repeats=1 if learned else repeats)
             if caps.precomputed_graph:
                 fit_kwargs["graph"] = graph
+                record["knn"] = _knn_report(built, cell.seed)
         # Each run fits a fresh clone: a warm-up run must not warm-start the measured one.
         fitted = timer.run("fit", lambda: clone(method).fit(X_fit, **fit_kwargs), warmup=warmup, repeats=repeats)
     if caps.out_of_sample:
@@ -236,6 +243,18 @@ def _run_stages(cell: Cell, dataset, device: torch.device, record: dict) -> np.n
     record.update(metrics=evaluate(y, labels, nmi_average_method=cell.protocol["nmi_average_method"]),
                   timings=timings, history=_history(fitted))
     return labels
+
+
+def _knn_report(built: dict, seed: int) -> dict:
+    """The kNN backend of a full graph and, for an approximate one, its recall against exact search on 500
+    rows (measured here, outside the timed affinity stage)."""
+    report = {"backend": built.get("knn_backend")}
+    if report["backend"] in APPROXIMATE_BACKENDS and "neighbors" in built:
+        prepared = built["prepared"]
+        report.update(recall=knn_recall(prepared.points, prepared.kernel, built["neighbors"], sample=RECALL_ROWS,
+                                        seed=seed, device=prepared.points.device),
+                      recall_rows=RECALL_ROWS, recall_seed=seed)
+    return report
 
 
 def _history(fitted) -> dict | None:

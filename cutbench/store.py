@@ -418,6 +418,8 @@ def flatten_record(record: dict) -> dict:
             row[f"features.{name}"] = value
     for name, value in config["method"].get("params", {}).items():
         row[f"param.{name}"] = value if np.isscalar(value) or value is None else canonical_json(value)
+    knn = record.get("knn") or {}
+    row["knn_backend"], row["knn_recall"] = knn.get("backend"), knn.get("recall", np.nan)
     provenance = record.get("provenance") or {}
     load = record.get("load") or {}
     row["threads"] = (provenance.get("threads") or {}).get("torch_threads")
