@@ -5,8 +5,10 @@ A method's ``affinity`` parameter may be
 * a heat kernel on the features (kind ``"heat_kernel"``): a :class:`~cutbench.graph.Affinity`, a dict
   of its fields, or a preset name of :data:`~cutbench.graph.AFFINITY_PRESETS` (``"knn"``,
   ``"neuncut"``, ...);
-* a learned affinity (kind ``"siamese"``): a :class:`~cutbench.siamese.SiameseAffinity`, a dict with
-  ``"kind": "siamese"``, or the name ``"siamese"``; a heat kernel on a learned embedding.
+* a learned affinity: kind ``"siamese"`` (:class:`~cutbench.siamese.SiameseAffinity`, a heat kernel on a
+  learned embedding; the name ``"siamese"``) or ``"self_expressive"``
+  (:class:`~cutbench.senet.SelfExpressiveAffinity`, SENet's coefficients; the names ``"senet"`` and
+  ``"senet_cpu"``), or a dict with its ``"kind"``.
 
 :func:`prepare_affinity` turns any of them into a :class:`PreparedAffinity` on a method's training
 data, whose :meth:`~PreparedAffinity.batch` gives the dense affinity of a mini-batch and
@@ -27,7 +29,6 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -36,15 +37,20 @@ import torch
 from cutbench import CutbenchError
 from cutbench._validation import resolve_device, seed_generators
 from cutbench.canonical import canonical_json
-from cutbench.graph import AFFINITY_PRESETS, Affinity, batch_affinity, knn_graph, points_on_device
+from cutbench.graph import AFFINITY_PRESETS, Affinity, PreparedAffinity, points_on_device
+from cutbench.senet import SELF_EXPRESSIVE_KIND, SENET_PRESETS, SelfExpressiveAffinity
 from cutbench.siamese import SIAMESE_KIND, SiameseAffinity
 
 HEAT_KERNEL = "heat_kernel"
 """Kind of a heat-kernel affinity on the features (an :class:`~cutbench.graph.Affinity`)."""
 
-LEARNED_AFFINITIES = {SIAMESE_KIND: SiameseAffinity}
-"""Learned affinity specifications by kind. Each has ``kernel``, ``to_dict``/``from_dict``,
-``training_params()`` and ``fit(X, device=, random_state=)`` returning an object with ``transform``."""
+LEARNED_AFFINITIES = {SIAMESE_KIND: SiameseAffinity, SELF_EXPRESSIVE_KIND: SelfExpressiveAffinity}
+"""Learned affinity specifications by kind. Each has ``to_dict``/``from_dict``, ``training_params()``,
+``fit(X, device=, random_state=)`` (the trained networks) and ``prepare(fitted, points)`` (an object with
+``batch(index)``, ``graph()``, ``points`` and ``kernel``, the heat kernel or None)."""
+
+LEARNED_PRESETS = {SIAMESE_KIND: SiameseAffinity(), **SENET_PRESETS}
+"""Learned affinities by name: ``"siamese"``, ``"senet"`` (the reference SENet) and ``"senet_cpu"``."""
 
 AFFINITY_KINDS = (HEAT_KERNEL, *LEARNED_AFFINITIES)
 """Every affinity kind cutbench knows."""
@@ -73,11 +79,11 @@ def resolve_affinity(value):
             raise CutbenchError(f"unknown affinity kind {kind!r}; accepted kinds: "
                                 f"{', '.join(map(repr, AFFINITY_KINDS))}.")
         return LEARNED_AFFINITIES[kind].from_dict(value)
-    if isinstance(value, str) and value in LEARNED_AFFINITIES:
-        return LEARNED_AFFINITIES[value]()
+    if isinstance(value, str) and value in LEARNED_PRESETS:
+        return LEARNED_PRESETS[value]
     if isinstance(value, str) and value not in AFFINITY_PRESETS:
         raise CutbenchError(f"unknown affinity {value!r}; accepted names: "
-                            f"{', '.join(map(repr, [*AFFINITY_PRESETS, *LEARNED_AFFINITIES]))} "
+                            f"{', '.join(map(repr, [*AFFINITY_PRESETS, *LEARNED_PRESETS]))} "
                             "(or pass a specification or a dict of its fields).")
     return Affinity.from_any(value)
 
@@ -163,40 +169,6 @@ def _fingerprint(X) -> str:
 # --------------------------------------------------------------------------------------------
 # Prepared affinities
 # --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PreparedAffinity:
-    """An affinity specification made ready on the training data of a method.
-
-    Attributes
-    ----------
-    spec : Affinity or SiameseAffinity
-        The resolved specification (what a method records as ``affinity_``).
-    kernel : Affinity
-        The heat kernel evaluated on ``points``.
-    points : torch.Tensor of shape (n, d')
-        The training points the kernel sees, on the method's device: the features themselves, or their
-        learned embedding.
-    """
-
-    spec: object
-    kernel: Affinity
-    points: torch.Tensor
-
-    def batch(self, index) -> torch.Tensor:
-        """Dense affinity of the training points ``index`` (see :func:`~cutbench.graph.batch_affinity`),
-        on their device."""
-        return batch_affinity(self.points[index], self.kernel)
-
-    def graph(self, *, chunk_size=None, report: dict | None = None) -> sp.csr_matrix:
-        """Full graph of all training points (see :func:`~cutbench.graph.knn_graph`, and its ``report``),
-        built on their device."""
-        return knn_graph(self.points, self.kernel, device=self.points.device, chunk_size=chunk_size, report=report)
-
-    def with_kernel(self, kernel: Affinity) -> PreparedAffinity:
-        """The same points under another kernel (e.g. with a bandwidth a method measured itself)."""
-        return replace(self, kernel=kernel)
-
-
 def prepare_affinity(value, X, *, device="auto", random_state=None) -> PreparedAffinity:
     """Resolve ``value`` (see :func:`resolve_affinity`) and make it ready on the training data ``X``.
 
@@ -225,7 +197,16 @@ def prepare_affinity(value, X, *, device="auto", random_state=None) -> PreparedA
     cache = _active_cache.get()
     fitted = (cache.fitted(spec, points, points.device, seed) if cache is not None
               else spec.fit(points, device=points.device, random_state=seed))
-    return PreparedAffinity(spec, spec.kernel, fitted.transform(points).to(points.dtype))
+    return spec.prepare(fitted, points)
+
+
+def check_batch_size_for(prepared, batch_size: int) -> None:
+    """Refuse a batch too small for the kNN kernel of a prepared affinity (each point needs its neighbours)."""
+    kernel = prepared.kernel
+    if kernel is not None and kernel.n_neighbors is not None and kernel.n_neighbors >= batch_size:
+        raise CutbenchError(f"the affinity keeps n_neighbors={kernel.n_neighbors} neighbours per point, but a batch "
+                            f"has only batch_size={batch_size} points (at most {batch_size - 1} neighbours each); use "
+                            f"batch_size > {kernel.n_neighbors} or fewer neighbours.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -331,6 +312,7 @@ class DeviceGraph:
         return torch.sparse.mm(self.coo.to(Y.dtype), Y)
 
 
-__all__ = ["AFFINITY_KINDS", "AffinityCache", "DeviceGraph", "HEAT_KERNEL", "LEARNED_AFFINITIES", "PreparedAffinity",
-           "affinity_kind", "affinity_label", "canonical_affinity", "check_affinity_graph", "prepare_affinity",
+__all__ = ["AFFINITY_KINDS", "AffinityCache", "DeviceGraph", "HEAT_KERNEL", "LEARNED_AFFINITIES", "LEARNED_PRESETS",
+           "PreparedAffinity",
+           "affinity_kind", "affinity_label", "canonical_affinity", "check_affinity_graph", "check_batch_size_for", "prepare_affinity",
            "resolve_affinity"]

@@ -7,7 +7,6 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 from cutbench import CutbenchError
@@ -112,6 +111,26 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_scaling(args) -> int:
+    """Fit how each method's stage times grow with a swept parameter, over one or more results folders."""
+    import pandas as pd
+
+    from cutbench.reports.scaling import plot_scaling, scaling_table, to_markdown
+
+    frame = pd.concat([_existing_store(folder).to_frame() for folder in args.folders], ignore_index=True)
+    if frame.empty:
+        raise CutbenchError(f"{', '.join(args.folders)} hold no records; run a scaling study first.")
+    out = Path(args.out) if args.out else Path(args.folders[0])
+    out.mkdir(parents=True, exist_ok=True)
+    table = scaling_table(frame, x=args.x, min_seconds=args.min_seconds)
+    markdown = to_markdown(table)
+    (out / "scaling.md").write_text(markdown)
+    written = [out / "scaling.md", *plot_scaling(frame, out / "scaling", x=args.x, min_seconds=args.min_seconds)]
+    print(markdown)
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
 def cmd_collect(args) -> int:
     """Export whatever is stored now (also while a study is still running) and count it by status."""
     store = _existing_store(args.out)
@@ -189,6 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--time-threshold", type=float, default=0.25,
                          help="a time must also change by more than this fraction to count (default 0.25)")
     compare.set_defaults(func=cmd_compare)
+
+    scaling = sub.add_parser("scaling", help="fit how each method's stage times grow with n (log-log plot)")
+    scaling.add_argument("folders", nargs="+", help="results folders of scaling studies")
+    scaling.add_argument("--x", default="dataset.n", help="the swept record column (default: dataset.n)")
+    scaling.add_argument("--min-seconds", type=float, default=0.05,
+                         help="times below this are left out of the fits (fixed overheads; default 0.05)")
+    scaling.add_argument("--out", help="where to write scaling.md and scaling.png/.pdf (default: the first folder)")
+    scaling.set_defaults(func=cmd_scaling)
 
     collect = sub.add_parser("collect", help="export the records stored so far to CSV and parquet")
     collect.add_argument("out", help="results folder (may belong to a study that is still running)")

@@ -21,7 +21,7 @@ import dataclasses
 import importlib
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
@@ -637,3 +637,37 @@ def global_median_sigma(Z, scale_neighbor, *, sample_size, generator):
         raise CutbenchError("the global median scale is 0: most sampled points have a duplicate. Remove "
                             "duplicates, use a larger scale_neighbor, or scale='affinity' with a fixed sigma.")
     return sigma
+
+
+@dataclass(frozen=True)
+class PreparedAffinity:
+    """An affinity specification made ready on the training data of a method.
+
+    Attributes
+    ----------
+    spec : Affinity or SiameseAffinity
+        The resolved specification (what a method records as ``affinity_``).
+    kernel : Affinity
+        The heat kernel evaluated on ``points``.
+    points : torch.Tensor of shape (n, d')
+        The training points the kernel sees, on the method's device: the features themselves, or their
+        learned embedding.
+    """
+
+    spec: object
+    kernel: Affinity
+    points: torch.Tensor
+
+    def batch(self, index) -> torch.Tensor:
+        """Dense affinity of the training points ``index`` (see :func:`~cutbench.graph.batch_affinity`),
+        on their device."""
+        return batch_affinity(self.points[index], self.kernel)
+
+    def graph(self, *, chunk_size=None, report: dict | None = None) -> sp.csr_matrix:
+        """Full graph of all training points (see :func:`~cutbench.graph.knn_graph`, and its ``report``),
+        built on their device."""
+        return knn_graph(self.points, self.kernel, device=self.points.device, chunk_size=chunk_size, report=report)
+
+    def with_kernel(self, kernel: Affinity) -> PreparedAffinity:
+        """The same points under another kernel (e.g. with a bandwidth a method measured itself)."""
+        return replace(self, kernel=kernel)

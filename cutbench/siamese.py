@@ -37,7 +37,7 @@ from torch import nn
 
 from cutbench import CutbenchError
 from cutbench._validation import check_features, resolve_device, seed_generators
-from cutbench.graph import Affinity, knn_search
+from cutbench.graph import Affinity, PreparedAffinity, knn_search
 from cutbench.methods._training import Trainer, forward_in_chunks, plateau_schedule, seeded_mlp
 from cutbench.params import Interval, NoneValue, Satisfies, Widths, canonical_params
 
@@ -188,6 +188,10 @@ class SiameseAffinity:
         X = check_features(X, min_samples=2)
         seed = self.random_state if self.random_state is not None else seed_generators(random_state)[2]
         return _train(self, X, resolve_device(device), seed)
+
+    def prepare(self, fitted: SiameseEmbedding, points: torch.Tensor) -> PreparedAffinity:
+        """The heat kernel on the embedding of ``points`` (the training points), in their dtype."""
+        return PreparedAffinity(self, self.kernel, fitted.transform(points).to(points.dtype))
 
 
 class SiameseEmbedding:

@@ -413,6 +413,8 @@ def flatten_record(record: dict) -> dict:
     row["fit_cold_s"] = timings.get("fit", {}).get("cold_seconds", np.nan)
     row["fit_peak_rss_bytes"] = timings.get("fit", {}).get("peak_rss_bytes", np.nan)
     row["fit_peak_device_bytes"] = timings.get("fit", {}).get("peak_device_bytes", np.nan)
+    for name, value in config["dataset"].get("params", {}).items():
+        row[f"dataset.{name}"] = value if np.isscalar(value) or value is None else canonical_json(value)
     for name, value in config.get("features", {}).items():
         if name != "name":
             row[f"features.{name}"] = value

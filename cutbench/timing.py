@@ -13,7 +13,6 @@ the measured times, summarised by their median, minimum and maximum.
 
 from __future__ import annotations
 
-import os
 import resource
 import statistics
 import time

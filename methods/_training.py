@@ -139,12 +139,15 @@ class Trainer:
         Training stops before an epoch whose learning rate is at or below this.
     hint : str, default=""
         What to try when training diverges; ends the error message.
+    clip_grad_norm : float, optional
+        Clip the gradient of all the optimiser's parameters to this global norm before each step.
     """
 
     def __init__(self, owner: str, model: nn.Module, optimizer, *, terms=("loss",), scheduler=None,
-                 min_lr: float | None = None, hint: str = ""):
+                 min_lr: float | None = None, hint: str = "", clip_grad_norm: float | None = None):
         self.owner, self.model, self.optimizer = owner, model, optimizer
         self.terms, self.scheduler, self.min_lr, self.hint = tuple(terms), scheduler, min_lr, hint
+        self.clip_grad_norm = clip_grad_norm
 
     def _reads_every_epoch(self) -> bool:
         return self.min_lr is not None or isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
@@ -192,6 +195,9 @@ class Trainer:
                 objective, terms, *step_weight = step
                 self.optimizer.zero_grad(set_to_none=True)
                 objective.backward()
+                if self.clip_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_([p for group in self.optimizer.param_groups
+                                                    for p in group["params"]], self.clip_grad_norm)
                 self.optimizer.step()
                 if terms is None:  # the epoch's terms come from the generator's return value
                     continue

@@ -19,7 +19,7 @@ import torch
 
 from cutbench import CutbenchError
 from cutbench._validation import check_batch_size, seed_generators
-from cutbench.affinity import prepare_affinity
+from cutbench.affinity import check_batch_size_for, prepare_affinity
 from cutbench.graph import Affinity
 from cutbench.methods._training import (DTYPE_CONSTRAINT, DTYPES, Trainer, argmax_labels, plateau_schedule,
                                         seeded_mlp, softmax_memberships, warn_if_collapsed)
@@ -273,10 +273,7 @@ class CNC(ClusteringMethod):
 
         X_train = torch.as_tensor(X).to(device=device, dtype=dtype)
         affinity = prepare_affinity(self.affinity, X_train, device=device, random_state=seed)
-        if affinity.kernel.n_neighbors is not None and affinity.kernel.n_neighbors >= batch_size:
-            raise CutbenchError(f"the batch affinity asks for n_neighbors={affinity.kernel.n_neighbors} but a batch "
-                                f"has only batch_size={batch_size} points (at most {batch_size - 1} neighbours each); "
-                                f"use batch_size > {affinity.kernel.n_neighbors} or fewer neighbours.")
+        check_batch_size_for(affinity, batch_size)
         model = seeded_mlp([n_features, *self.hidden_dims, self.n_clusters], activation="tanh", init="glorot",
                            generator=generator, dtype=dtype).to(device)
         optimizer = self._make_optimizer(model.parameters())

@@ -27,7 +27,7 @@ from sklearn.cluster import KMeans as SklearnKMeans
 
 from cutbench import CutbenchError
 from cutbench._validation import check_batch_size, seed_generators
-from cutbench.affinity import DeviceGraph, check_affinity_graph, prepare_affinity
+from cutbench.affinity import DeviceGraph, check_affinity_graph, check_batch_size_for, prepare_affinity
 from cutbench.methods._training import DTYPE_CONSTRAINT, DTYPES, Trainer, forward_in_chunks, seeded_mlp
 from cutbench.methods.base import AFFINITY, EVERY_AFFINITY, Capabilities, ClusteringMethod, EmbeddingMixin
 from cutbench.params import Interval, NoneValue, Options, Widths
@@ -287,10 +287,8 @@ class SpecNet2(EmbeddingMixin, ClusteringMethod):
             # On the input as given: the graph is built at the precision of the features, whatever dtype
             # the network trains in.
             prepared = prepare_affinity(self.affinity, X, device=device, random_state=seed)
-            if batch_graphs and prepared.kernel.n_neighbors is not None and prepared.kernel.n_neighbors >= batch_size:
-                raise CutbenchError(f"the batch affinity asks for n_neighbors={prepared.kernel.n_neighbors} but a "
-                                    f"batch has only batch_size={batch_size} points; use batch_size > "
-                                    f"{prepared.kernel.n_neighbors} or fewer neighbours.")
+            if batch_graphs:
+                check_batch_size_for(prepared, batch_size)
         W = self._checked_graph(prepared.graph() if graph is None else graph, n_samples)
         device_graph = DeviceGraph(W, device, dtype)
         model = seeded_mlp([n_features, *self.hidden_dims, n_components], activation="relu", generator=generator,

@@ -49,7 +49,7 @@ from sklearn.cluster import KMeans as SklearnKMeans
 
 from cutbench import CutbenchError
 from cutbench._validation import check_batch_size, seed_generators
-from cutbench.affinity import prepare_affinity
+from cutbench.affinity import check_batch_size_for, prepare_affinity
 from cutbench.graph import Affinity, global_median_sigma, l2_normalize_rows, local_median_affinity
 from cutbench.methods._training import ACTIVATIONS, Trainer, forward_in_chunks, plateau_schedule, seeded_mlp
 from cutbench.methods.base import AFFINITY, EVERY_AFFINITY, Capabilities, ClusteringMethod, EmbeddingMixin
@@ -293,11 +293,14 @@ class SpectralNet(EmbeddingMixin, ClusteringMethod):
         self.device = device
         self.random_state = random_state
 
-    def _check_kernel(self, kernel: Affinity, batch_size: int):
-        if kernel.n_neighbors is not None and kernel.n_neighbors >= batch_size:
-            raise CutbenchError(f"the affinity keeps n_neighbors={kernel.n_neighbors} neighbours per point, which "
-                                f"needs batch_size > {kernel.n_neighbors} (got batch_size={batch_size}); raise "
-                                f"batch_size or lower n_neighbors.")
+    def _check_kernel(self, prepared, batch_size: int):
+        check_batch_size_for(prepared, batch_size)
+        kernel = prepared.kernel
+        if kernel is None:
+            if self.scale != "affinity":
+                raise CutbenchError(f"scale={self.scale!r} sets the bandwidth of a heat kernel, but the "
+                                    f"{type(prepared.spec).__name__} affinity has none; use scale='affinity'.")
+            return
         if self.scale != "affinity" and kernel.sigma != "median":
             raise CutbenchError(f"scale={self.scale!r} computes sigma itself, but the affinity fixes "
                                 f"sigma={kernel.sigma}; use an affinity with sigma='median' or scale='affinity'.")
@@ -328,7 +331,7 @@ class SpectralNet(EmbeddingMixin, ClusteringMethod):
 
         X_train = torch.as_tensor(X).to(device=device, dtype=torch.float32)
         prepared = prepare_affinity(self.affinity, X_train, device=device, random_state=seed)
-        self._check_kernel(prepared.kernel, batch_size)
+        self._check_kernel(prepared, batch_size)
         batch_affinity_of, sigma = self._batch_affinity_fn(prepared, batch_size, generator)
 
         model = seeded_mlp([n_features, *self.hidden_dims, self.n_clusters], activation=self.activation,

@@ -7,6 +7,7 @@ excluded from every mean and counted in an ``ok`` column, never averaged in as z
 from cutbench.reports.plots import plot_metric_bars, plot_metric_vs_param
 from cutbench.reports.tables import (
     configuration_labels,
+    dataset_labels,
     format_mean_std,
     higher_is_better,
     summarize,
@@ -18,6 +19,7 @@ from cutbench.reports.tables import (
 
 __all__ = [
     "configuration_labels",
+    "dataset_labels",
     "format_mean_std",
     "higher_is_better",
     "plot_metric_bars",

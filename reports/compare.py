@@ -21,7 +21,7 @@ import pandas as pd
 
 from cutbench import CutbenchError
 from cutbench.metrics import METRICS
-from cutbench.reports.tables import configuration_labels, format_mean_std, quantity_label
+from cutbench.reports.tables import configuration_labels, dataset_labels, format_mean_std, quantity_label
 
 DEFAULT_TIMES = ("fit_s", "predict_s")
 VERDICTS = ("regression", "improvement", "same", "new", "removed")
@@ -79,6 +79,7 @@ def compare_frames(old: pd.DataFrame, new: pd.DataFrame, *, metrics: Sequence[st
             raise CutbenchError(f"the {name} folder holds no records: nothing to compare; run the study there first.")
     both = pd.concat([old.assign(_side="old"), new.assign(_side="new")], ignore_index=True)
     both["configuration"] = configuration_labels(both)
+    both["dataset"] = dataset_labels(both)
     common = set(old["group_key"]) & set(new["group_key"])
     if not common:
         raise CutbenchError("the two folders share no configuration (dataset, features, method, parameters, protocol "

@@ -11,7 +11,7 @@ import pandas as pd
 from cutbench.reports import html as pages
 from cutbench.reports.compare import compare_frames, side_of, to_html_table, to_markdown as comparison_markdown
 from cutbench.reports.plots import plot_metric_bars
-from cutbench.reports.tables import configuration_labels, summarize, to_html, to_latex, to_markdown
+from cutbench.reports.tables import configuration_labels, dataset_labels, summarize, to_html, to_latex, to_markdown
 
 
 def oversubscription_warning(frame: pd.DataFrame) -> str | None:
@@ -49,7 +49,7 @@ def render_report(store, out: Path, stages: Sequence[str] = ("fit",), *, echo=pr
     # as records written before timestamps had microseconds hold whole seconds.
     frame = frame.sort_values("timestamp", kind="stable", na_position="last", ignore_index=True,
                               key=lambda stamps: pd.to_datetime(stamps, utc=True, format="ISO8601"))
-    frame = frame.assign(method=configuration_labels(frame))
+    frame = frame.assign(method=configuration_labels(frame), dataset=dataset_labels(frame))
     summary = summarize(frame, times=[f"{stage}_s" for stage in stages])
     markdown = to_markdown(summary)
     fragment = to_html(summary)

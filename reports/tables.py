@@ -184,7 +184,7 @@ CONFIGURATION_COLUMNS = ("features", "train_size", "device", "nmi_average_method
 
 
 def _setting_text(column: str, value) -> str:
-    name = column.split(".", 1)[1] if column.startswith(("param.", "features.")) else column
+    name = column.split(".", 1)[1] if column.startswith(("param.", "features.", "dataset.")) else column
     if name == "affinity" and isinstance(value, str) and value.startswith("{"):
         spec = json.loads(value)  # param.* columns hold dicts as canonical JSON
         return affinity_label(spec)
@@ -212,13 +212,26 @@ def configuration_labels(df: pd.DataFrame) -> pd.Series:
         per configuration.
     """
     candidates = [c for c in df.columns if c.startswith(("param.", "features.")) or c in CONFIGURATION_COLUMNS]
-    labels = df["method"].astype(str).copy()
-    for method, rows in df.groupby("method", sort=False):
+    return _labels(df, "method", candidates)
+
+
+def dataset_labels(df: pd.DataFrame) -> pd.Series:
+    """The dataset name of each record, followed by the dataset parameters that tell its variants apart.
+
+    A dataset swept over a parameter (e.g. ``n`` in a scaling study) gives ``double_rings (n=1000)`` and
+    so on, so its variants are never averaged together; a dataset used with one setting keeps its name.
+    """
+    return _labels(df, "dataset", [c for c in df.columns if c.startswith("dataset.")])
+
+
+def _labels(df: pd.DataFrame, key: str, candidates: list[str]) -> pd.Series:
+    labels = df[key].astype(str).copy()
+    for name, rows in df.groupby(key, sort=False):
         varying = [c for c in candidates if rows[c].astype(str).nunique() > 1]
         for index, row in rows[varying].iterrows():
             settings = [_setting_text(c, v) for c, v in row.items() if not pd.isna(v)]
             if settings:
-                labels[index] = f"{method} ({', '.join(settings)})"
+                labels[index] = f"{name} ({', '.join(settings)})"
     return labels
 
 

@@ -65,3 +65,16 @@ def test_the_micro_benchmarks_run_once_without_timing():
                           str(ROOT / "benchmarks" / "micro")], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert " passed" in run.stdout
+
+
+def test_the_gpu_check_runs_end_to_end_in_its_cpu_dry_run(tmp_path):
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu" / "check.py"), "--dry-run", "--out",
+                          str(tmp_path)], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    for section in ("parity double_rings        ncut", "features ScatNet+PCA", "fit/predict      kmeans",
+                    "ncut n=1500", "neuncut inference n=20,000"):
+        assert section in run.stdout
+    import json
+
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["mode"].startswith("dry-run") and len(results["fit_predict"]) == 7

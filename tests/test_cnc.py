@@ -156,7 +156,7 @@ def test_bad_input_names_the_constraint():
     X, _ = blobs(200, seed=0)
     with pytest.raises(CutbenchError, match="smaller than n_clusters"):
         CNC(3, **{**FAST, "batch_size": 2}).fit(X)
-    with pytest.raises(CutbenchError, match="n_neighbors=10 but a batch has only batch_size=8"):
+    with pytest.raises(CutbenchError, match="n_neighbors=10 neighbours per point, but a batch has only batch_size=8"):
         CNC(3, **{**FAST, "batch_size": 8, "affinity": {"n_neighbors": 10}}).fit(X)
     with pytest.raises(CutbenchError, match="exceeds the number of training samples"):
         CNC(3, **{**FAST, "batch_size": 500}).fit(X)

@@ -86,19 +86,40 @@ def test_every_registered_method_runs_a_study_cell():
         assert ("predict" in record["timings"]) == get_method(cell.method).capabilities.out_of_sample
 
 
-def test_every_method_with_an_affinity_runs_a_cell_with_a_learned_one():
-    siamese = {"kind": "siamese", "hidden_dims": [16], "embedding_dim": 3, "epochs": 2,
-               "kernel": {"n_neighbors": 3, "self_loops": True}}
-    takers = [name for name in list_methods() if "siamese" in get_method(name).capabilities.affinity_kinds]
+LEARNED = {
+    "siamese": {"kind": "siamese", "hidden_dims": [16], "embedding_dim": 3, "epochs": 2,
+                "kernel": {"n_neighbors": 3, "self_loops": True}},
+    "self_expressive": {"kind": "self_expressive", "hidden_dims": [16], "embedding_dim": 16, "steps": 5,
+                        "batch_size": 20},
+}
+# What a method needs to take a kind: SpectralNet has no heat kernel to scale under SENet, and SpecNet2's
+# neighbour variant needs self-loops, which SENet's graph has not.
+NEEDS = {("spectralnet", "self_expressive"): {"scale": "affinity"}, ("specnet2", "self_expressive"): {"variant": "local"}}
+
+
+@pytest.mark.parametrize("kind", sorted(LEARNED))
+def test_every_method_with_an_affinity_runs_a_cell_with_a_learned_one(kind):
+    takers = [name for name in list_methods() if kind in get_method(name).capabilities.affinity_kinds]
     assert takers == [name for name in list_methods() if name != "kmeans"]
     raw = {"name": "contract", "datasets": [{"name": "blobs", "params": {"n": 60, "n_clusters": 3, "d": 4}}],
-           "methods": [{"name": name, "params": {**TINY.get(name, {}), "affinity": siamese}} for name in takers],
+           "methods": [{"name": name, "params": {**TINY.get(name, {}), **NEEDS.get((name, kind), {}),
+                                                 "affinity": LEARNED[kind]}} for name in takers],
            "seeds": [0], "device": "cpu", "timing": {"warmup": 0, "repeats": 1}}
     datasets = DatasetCache()
     for cell in expand_study(raw).cells:
         record, _ = run_cell(cell, datasets, "contract")
         assert record["status"] == "ok", (cell.method, record.get("traceback"))
-        assert record["timings"]["affinity"]["seconds"] > 0  # the Siamese training, timed as its own stage
+        assert record["timings"]["affinity"]["seconds"] > 0  # the training, timed as its own stage
+
+
+def test_a_method_says_what_it_needs_to_take_the_self_expressive_affinity():
+    from cutbench import CutbenchError
+    from cutbench.methods import SpectralNet
+
+    X = torch.randn(60, 4, generator=torch.Generator().manual_seed(0)).numpy()
+    with pytest.raises(CutbenchError, match="scale='global_median' sets the bandwidth of a heat kernel, but the "
+                                            "SelfExpressiveAffinity affinity has none; use scale='affinity'"):
+        SpectralNet(3, **TINY["spectralnet"] | {"affinity": LEARNED["self_expressive"]}, random_state=0).fit(X)
 
 
 def test_transductive_methods_have_no_predict_and_embedding_methods_transform():

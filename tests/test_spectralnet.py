@@ -158,7 +158,7 @@ def test_rank_deficient_batch_gives_a_clear_error():
 # ---- validation ----------------------------------------------------------------------------
 @pytest.mark.parametrize("params, message", [
     (dict(batch_size=2), "batch_size=2 is smaller than n_clusters=3"),
-    (dict(batch_size=16, affinity=dict(n_neighbors=20)), "needs batch_size > 20"),
+    (dict(batch_size=16, affinity=dict(n_neighbors=20)), "use batch_size > 20"),
     (dict(affinity=dict(sigma=2.0)), "scale='global_median' computes sigma itself"),
     (dict(scale="local_median", affinity=dict(n_neighbors=None)), "needs a kNN affinity"),
     (dict(scale="global_median", scale_neighbor=500), "scale_neighbor=500 must be in"),
