@@ -26,11 +26,14 @@ estimate) versus ``True`` (paper's EM reading: the estimate is a constant in eac
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 
-from cutbench import CutbenchError
+from cutbench import CutbenchError, CutbenchWarning
 from cutbench._validation import check_batch_size, seed_generators
 from cutbench.affinity import prepare_affinity
 from cutbench.methods._training import (DTYPE_CONSTRAINT, DTYPES, Trainer, argmax_labels, seeded_mlp,
@@ -364,4 +367,89 @@ device, random_state, dtype
         return rcut_loss(P, W, gamma=self.gamma, orth_norm=self.orth_norm, detach_volume=self.detach_volume)
 
 
-__all__ = ["NeuNcut", "NeuRcut", "ncut_loss", "rcut_loss", "ORTH_NORMS", "SIZE_EPS"]
+# --------------------------------------------------------------------------------------------
+# Label-free choice of gamma (paper §4.6)
+# --------------------------------------------------------------------------------------------
+DEFAULT_GAMMAS = (1e6, 1e4, 1e3, 500.0, 300.0, 240.0, 200.0, 160.0, 120.0, 100.0, 80.0, 60.0, 40.0, 20.0, 10.0, 1.0)
+"""The penalty weights :func:`search_gamma` tries by default, from very large down."""
+
+
+@dataclass(frozen=True)
+class GammaSearch:
+    """The outcome of :func:`search_gamma`.
+
+    Attributes
+    ----------
+    gammas : tuple of float
+        The penalty weights tried, decreasing.
+    laplacian, orthogonality : tuple of float
+        For each, the lowest epoch mean of ``L_Lap`` (the trace term) and of ``L_orth`` over training.
+    floor : float
+        The lowest ``L_orth`` at the largest gamma: the floor of the orthogonality term.
+    chosen : float
+        The smallest gamma, scanning down from the largest, whose ``L_orth`` stays within ``tolerance``
+        of the floor: the lowest ``L_Lap`` that keeps the floor.
+    tolerance : float
+        Relative tolerance on the floor.
+    """
+
+    gammas: tuple
+    laplacian: tuple
+    orthogonality: tuple
+    floor: float
+    chosen: float
+    tolerance: float
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def search_gamma(X, n_clusters: int, *, gammas=DEFAULT_GAMMAS, tolerance: float = 0.02, method=None,
+                 **params) -> GammaSearch:
+    """Choose NeuNcut's gamma without labels, by the rule of the paper's §4.6.
+
+    Train with a very large gamma and record the lowest ``L_orth`` reached: the floor of the
+    orthogonality term. Then decrease gamma: the lowest ``L_Lap`` while ``L_orth`` keeps that floor
+    marks the smallest feasible gamma. Below it ``L_orth`` rises off the floor and the clusters
+    collapse (``L_Lap`` drops towards 0).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Training points (no labels are used).
+    n_clusters : int
+    gammas : sequence of float, default=DEFAULT_GAMMAS
+        Penalty weights to try; they are tried from the largest down.
+    tolerance : float, default=0.02
+        ``L_orth`` keeps the floor while it is at most ``floor * (1 + tolerance) + 1e-6``.
+    method : type, optional
+        :class:`NeuNcut` (default) or :class:`NeuRcut`.
+    **params
+        Any other parameters of the method (epochs, batch size, affinity, seed...).
+
+    Returns
+    -------
+    GammaSearch
+    """
+    if not gammas or tolerance < 0:
+        raise CutbenchError("search_gamma needs at least one gamma and a tolerance >= 0.")
+    method = NeuNcut if method is None else method
+    gammas = tuple(sorted((float(g) for g in gammas), reverse=True))
+    laplacian, orthogonality = [], []
+    for gamma in gammas:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CutbenchWarning)  # collapse below the threshold is expected
+            history = method(n_clusters, **{**params, "gamma": gamma}).fit(X).history_
+        laplacian.append(min(history["trace"]))
+        orthogonality.append(min(history["orth"]))
+    floor = orthogonality[0]
+    chosen = gammas[0]
+    for gamma, orth in zip(gammas, orthogonality, strict=True):
+        if orth > floor * (1 + tolerance) + 1e-6:
+            break
+        chosen = gamma
+    return GammaSearch(gammas, tuple(laplacian), tuple(orthogonality), floor, chosen, tolerance)
+
+
+__all__ = ["DEFAULT_GAMMAS", "GammaSearch", "NeuNcut", "NeuRcut", "ORTH_NORMS", "SIZE_EPS", "ncut_loss", "rcut_loss",
+           "search_gamma"]
