@@ -10,8 +10,12 @@ class CutbenchError(ValueError):
     """Bad input or configuration; the message names the problem and the fix."""
 
 
+class DataUnavailableError(CutbenchError):
+    """A dataset's files are missing and could not be downloaded; the message says how to get them."""
+
+
 class CutbenchWarning(UserWarning):
     """A recoverable problem the user should know about (e.g. isolated graph nodes)."""
 
 
-__all__ = ["CutbenchError", "CutbenchWarning", "__version__"]
+__all__ = ["CutbenchError", "CutbenchWarning", "DataUnavailableError", "__version__"]

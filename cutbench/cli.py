@@ -14,18 +14,20 @@ from cutbench import CutbenchError
 DEFAULT_STUDY = "quick"
 
 
-def cmd_run(args) -> int:
-    from cutbench.executors import make_executor
-    from cutbench.reports.render import render_report
-    from cutbench.runner import run_study
-    from cutbench.store import ResultStore
-    from cutbench.study import load_study, select_cells
-
+def _downloads(args) -> None:
     if args.no_download:
         from cutbench.datasets import allow_downloads
 
         allow_downloads(False)
         os.environ["CUTBENCH_DOWNLOAD"] = "0"  # worker processes of the pool and dask executors inherit it
+
+
+def cmd_run(args) -> int:
+    from cutbench.reports.render import render_report
+    from cutbench.store import ResultStore
+    from cutbench.study import load_study, select_cells
+
+    _downloads(args)
     study = load_study(args.study, overrides=args.set, report=print)
     for refusal in study.refused:
         print(f"refused: {refusal}")
@@ -35,6 +37,19 @@ def cmd_run(args) -> int:
             print(f"[{i}/{len(cells)}] {cell.label()}")
         print(f"{len(cells)} cells")
         return 0
+    out = Path(args.out) if args.out else Path("results") / study.name
+    counts = _execute(study, cells, out, args)
+    written = render_report(ResultStore(out), out)
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0 if counts["failed"] == 0 and counts["timeout"] == 0 else 1
+
+
+def _execute(study, cells, out: Path, args) -> dict:
+    """Run ``cells`` of ``study`` into ``out`` with the executor options of ``args``; print the counts."""
+    from cutbench.executors import make_executor
+    from cutbench.runner import run_study
+    from cutbench.store import ResultStore
+
     options = {"threads": args.threads}
     if args.workers is not None:
         options["workers"] = args.workers
@@ -43,18 +58,16 @@ def cmd_run(args) -> int:
             raise CutbenchError("--scheduler is an option of --executor dask.")
         options["address"] = args.scheduler
     executor = make_executor(args.executor, **options)
-    out = Path(args.out) if args.out else Path("results") / study.name
     store = ResultStore(out)
     print(f"study {study.name!r}: {len(cells)} cells -> {out}")
     started = time.perf_counter()
     counts = run_study(study, store, executor=executor, cells=cells, retry_failed=args.retry_failed)
     wall = time.perf_counter() - started
-    written = render_report(store, out)
     busy = f", {counts['busy']} computed by another process" if counts["busy"] else ""
     print(f"done in {wall:.1f} s: {counts['ran']} run ({counts['ok']} ok, {counts['failed']} failed, "
           f"{counts['timeout']} timeout, {counts['skipped']} skipped), {counts['stored']} already stored{busy}")
-    print("wrote " + ", ".join(str(p) for p in written))
-    return 0 if counts["failed"] == 0 and counts["timeout"] == 0 else 1
+    counts["wall_seconds"] = wall
+    return counts
 
 
 def _existing_store(folder: str):
@@ -145,6 +158,74 @@ def cmd_collect(args) -> int:
     return 0
 
 
+def cmd_paper_list(args) -> int:
+    from cutbench.paper import get_target, list_targets
+
+    print(f"{'target':<22} {'rows':>4} {'ci cells':>8} {'paper cells':>11}  title")
+    for name in list_targets():
+        target = get_target(name)
+        print(f"{name:<22} {len(target.published()):>4} {len(target.study('ci').cells):>8} "
+              f"{len(target.study('paper').cells):>11}  {target.title}")
+    print("run one: cutbench paper run TARGET --scale ci|paper --out DIR; several: cutbench paper run all --out ROOT")
+    return 0
+
+
+def cmd_paper_run(args) -> int:
+    from cutbench.paper import check_scale, get_target, list_targets, write_manifest
+    from cutbench.reports.paper import render_paper_target
+    from cutbench.store import ResultStore
+    from cutbench.study import apply_override, expand_study, select_cells
+
+    check_scale(args.scale)
+    names = list(list_targets()) if args.targets == ["all"] else args.targets
+    targets = [get_target(name) for name in names]  # every name checked before anything runs
+    _downloads(args)
+    several = len(targets) > 1
+    root = Path(args.out) if args.out else Path("results") / "paper"
+    status = 0
+    for target in targets:
+        raw = target.study_mapping(args.scale)
+        for override in args.set:
+            print(f"--set {override}: changed {', '.join(apply_override(raw, override))}")
+        study = expand_study(raw, source=target.path)
+        cells = select_cells(study.cells, args.only) if args.only else study.cells
+        out = root / f"{target.name}-{args.scale}" if several or not args.out else root
+        print(f"{target.heading(args.scale)}")
+        if args.dry_run:
+            for i, cell in enumerate(cells, 1):
+                print(f"[{i}/{len(cells)}] {cell.label()}")
+            print(f"{len(cells)} cells -> {out}")
+            continue
+        write_manifest(out, target, args.scale)
+        counts = _execute(study, cells, out, args)
+        rows, written = render_paper_target(ResultStore(out), out)
+        print("wrote " + ", ".join(str(p) for p in written))
+        status = max(status, 0 if counts["failed"] == 0 and counts["timeout"] == 0 else 1)
+    return status
+
+
+def cmd_paper_show(args) -> int:
+    from cutbench.reports.paper import render_paper_target
+
+    store = _existing_store(args.folder)
+    _, written = render_paper_target(store, Path(args.folder), target=args.target, scale=args.scale)
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def cmd_paper_report(args) -> int:
+    from cutbench.reports.paper import reproduction_report
+
+    evidence = Path(args.evidence).read_text() if args.evidence else None
+    text = reproduction_report([Path(folder) for folder in args.folders], evidence)
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output}")
+    else:
+        print(text)
+    return 0
+
+
 def cmd_list(args) -> int:
     from cutbench.datasets import list_datasets
     from cutbench.methods.registry import list_methods
@@ -221,6 +302,38 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("out", help="results folder (may belong to a study that is still running)")
     collect.add_argument("--to", help="output path stem (default: <out>/results)")
     collect.set_defaults(func=cmd_collect)
+
+    paper = sub.add_parser("paper", help="regenerate the published tables and figures beside ours")
+    paper_sub = paper.add_subparsers(dest="paper_command", required=True)
+    paper_sub.add_parser("list", help="the paper targets").set_defaults(func=cmd_paper_list)
+    paper_run = paper_sub.add_parser("run", help="run paper targets (a study each) and render them")
+    paper_run.add_argument("targets", nargs="+", metavar="TARGET", help="target names (see `cutbench paper list`), or all")
+    paper_run.add_argument("--scale", default="ci", help="ci (default: a stated reduction, minutes on a 2-core CPU) "
+                                                         "or paper (the paper's protocol)")
+    paper_run.add_argument("--out", help="the folder of one target (default: results/paper/<target>-<scale>); for "
+                                         "several, the folder holding one <target>-<scale> folder each")
+    paper_run.add_argument("--dry-run", action="store_true", help="list the cells and exit")
+    paper_run.add_argument("--retry-failed", action="store_true", help="re-run cells stored as failed or timeout")
+    paper_run.add_argument("--only", action="append", default=[], metavar="KEY=V1[,V2]",
+                           help="run only matching cells, e.g. method=ncut,neuncut or part=I,IV (repeatable)")
+    paper_run.add_argument("--set", action="append", default=[], metavar="KEY=V1[,V2]",
+                           help="override the target's study, e.g. device=cuda (repeatable)")
+    paper_run.add_argument("--no-download", action="store_true", help="never download a missing dataset file")
+    paper_run.add_argument("--executor", default="inline", choices=["inline", "pool", "dask"])
+    paper_run.add_argument("--workers", type=int)
+    paper_run.add_argument("--threads", type=int, help="threads per cell (default: every core)")
+    paper_run.add_argument("--scheduler", help="dask scheduler address")
+    paper_run.set_defaults(func=cmd_paper_run)
+    paper_show = paper_sub.add_parser("show", help="render a paper run's folder again (paper.md/.tex/.html, figure)")
+    paper_show.add_argument("folder")
+    paper_show.add_argument("--target", help="fail unless the folder holds this target")
+    paper_show.add_argument("--scale", help="fail unless the folder holds this scale")
+    paper_show.set_defaults(func=cmd_paper_show)
+    paper_report = paper_sub.add_parser("report", help="the reproduction report of several paper runs' folders")
+    paper_report.add_argument("folders", nargs="+", help="paper runs' folders (or folders holding them)")
+    paper_report.add_argument("--output", help="write the Markdown report here (default: print it)")
+    paper_report.add_argument("--evidence", help="a Markdown file of evidence for the gaps, placed after the summary")
+    paper_report.set_defaults(func=cmd_paper_report)
 
     sub.add_parser("list", help="list methods, datasets and built-in studies").set_defaults(func=cmd_list)
     sub.add_parser("info", help="print this machine's provenance record").set_defaults(func=cmd_info)

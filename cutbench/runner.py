@@ -22,14 +22,14 @@ import numpy as np
 import torch
 from sklearn.base import clone
 
-from cutbench import CutbenchWarning, __version__
+from cutbench import CutbenchError, CutbenchWarning, DataUnavailableError, __version__
 from cutbench._validation import resolve_device
-from cutbench.affinity import HEAT_KERNEL, AffinityCache, affinity_kind, prepare_affinity
+from cutbench.affinity import HEAT_KERNEL, AffinityCache, affinity_kind, canonical_affinity, prepare_affinity
 from cutbench.datasets import compact_features, compute_features, load_dataset, resolve_features
 from cutbench.graph import APPROXIMATE_BACKENDS, knn_recall
 from cutbench.methods.base import as_numpy_labels
 from cutbench.methods.registry import make_method
-from cutbench.metrics import evaluate
+from cutbench.metrics import evaluate, ncut_value, rcut_value
 from cutbench.provenance import provenance
 from cutbench.store import STATUSES, ResultStore, cell_key
 from cutbench.study import Cell, Study
@@ -62,6 +62,7 @@ def cell_config(cell: Cell, fingerprint: str, device: str) -> dict:
         # the time limit decides whether a result exists, not what it is: raising it must find the same cell
         "timing": {k: v for k, v in cell.timing.items() if k != "time_limit"},
         "cutbench_version": __version__,
+        **({"part": cell.part} if cell.part is not None else {}),  # absent without parts: older keys stay
     }
 
 
@@ -174,6 +175,8 @@ def run_cell(cell: Cell, datasets: DatasetCache, study_name: str) -> tuple[dict,
     except Exception as exc:  # noqa: BLE001 - every failure becomes a stored failed record
         labels = None
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+        if isinstance(exc, DataUnavailableError):
+            record["error_kind"] = "data_missing"  # reports say "not run" and how to get the data
     for stage in ("metrics", "timings", "history") if record["status"] != "ok" else ():
         record.pop(stage, None)  # partial results of a cell that did not finish are not results
     record["cell_wall_seconds"] = time.perf_counter() - started
@@ -240,9 +243,29 @@ def _run_stages(cell: Cell, dataset, device: torch.device, record: dict) -> np.n
 
     timings = timer.to_dict()
     timings["total"] = {"seconds": sum(t["seconds"] for t in timings.values())}
-    record.update(metrics=evaluate(y, labels, nmi_average_method=cell.protocol["nmi_average_method"]),
-                  timings=timings, history=_history(fitted))
+    scored = np.arange(len(y))
+    if cell.protocol.get("evaluate") == "held_out":  # test accuracy: only the points not trained on
+        scored = np.setdiff1d(scored, fit_idx)
+        if not len(scored):
+            raise CutbenchError("protocol.evaluate: held_out leaves no point to score: the method trained on all "
+                                f"{len(y)} points; use a train_size below the dataset's size.")
+        record["n_scored"] = int(len(scored))
+    metrics = evaluate(y[scored], labels[scored], nmi_average_method=cell.protocol["nmi_average_method"])
+    if cell.protocol.get("cut_values"):
+        metrics.update(_cut_values(method, X[torch.from_numpy(scored).to(device)], labels[scored], device, record))
+    record.update(metrics=metrics, timings=timings, history=_history(fitted))
     return labels
+
+
+def _cut_values(method, X_scored: torch.Tensor, labels: np.ndarray, device, record: dict) -> dict:
+    """The Ncut and Rcut values of the labelling of the scored points on the heat-kernel graph of those
+    points (the method's own kernel, or the default kNN kernel for a method without one or with a learned
+    one), built here, outside every timed stage."""
+    affinity = getattr(method, "affinity", None)
+    spec = affinity if affinity is not None and affinity_kind(affinity) == HEAT_KERNEL else "knn"
+    graph = prepare_affinity(spec, X_scored, device=device).graph()
+    record["cut_graph"] = {"affinity": canonical_affinity(spec), "n": int(X_scored.shape[0])}
+    return {"ncut_value": ncut_value(graph, labels), "rcut_value": rcut_value(graph, labels)}
 
 
 def _knn_report(built: dict, seed: int) -> dict:

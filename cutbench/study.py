@@ -20,6 +20,15 @@ determines it. Any value below that is a list is a sweep axis::
     device: [cpu, cuda]
     timing: {warmup: 1, repeats: 1, time_limit: 600}
 
+A study whose combinations are not one product (a paper table pairs each feature set with its own
+affinity) lists ``parts``: each part is named, replaces any of ``datasets``, ``features``,
+``affinity``, ``methods``, ``protocol``, ``seeds`` and ``device`` for its cells, and inherits the
+rest from the top level; its name is part of its cells' configuration::
+
+    parts:
+      - {name: I, features: raw}
+      - {name: V, features: scatnet, affinity: {kind: self_expressive, preset: senet}}
+
 Errors name the file, the line and the accepted values.
 """
 
@@ -49,11 +58,12 @@ from cutbench.datasets import (
 from cutbench.graph import Affinity
 from cutbench.methods.registry import get_method
 
-_STUDY_KEYS = {"name", "description", "datasets", "features", "affinity", "methods", "protocol", "seeds",
-               "device", "timing"}
+_PART_KEYS = {"name", "datasets", "features", "affinity", "methods", "protocol", "seeds", "device"}
+_STUDY_KEYS = (_PART_KEYS - {"name"}) | {"name", "description", "timing", "parts"}
 _DATASET_KEYS = {"name", "params", "grid"}
 _METHOD_KEYS = {"name", "params", "grid"}
-_PROTOCOL_KEYS = {"train_size", "nmi_average_method"}
+_PROTOCOL_KEYS = {"train_size", "nmi_average_method", "evaluate", "cut_values"}
+_EVALUATE = ("all", "held_out")
 _TIMING_KEYS = {"warmup", "repeats", "time_limit"}
 _NMI_METHODS = ("arithmetic", "geometric", "min", "max")
 _DEVICES = ("auto", "cpu", "cuda")
@@ -73,6 +83,7 @@ class Cell:
     seed: int
     device: str
     timing: dict = field(default_factory=lambda: {"warmup": 1, "repeats": 1, "time_limit": None})
+    part: str | None = None  # the study part it comes from, if the study has parts
 
     def label(self) -> str:
         parts = [f"{k}={v}" for k, v in self.method_params.items() if k != "affinity"]
@@ -84,21 +95,36 @@ class Cell:
         shown = compact_features(self.features)  # parameters at their defaults are left out
         features = "" if shown == {"name": "raw"} else " · " + ", ".join(
             [shown.pop("name"), *(f"{k}={v}" for k, v in shown.items())])
-        return (f"{self.dataset}{features} · {self.method}{f' ({params})' if params else ''}"
+        part = f"[{self.part}] " if self.part is not None else ""
+        return (f"{part}{self.dataset}{features} · {self.method}{f' ({params})' if params else ''}"
                 f"{f' · train={train}' if train else ''} · seed={self.seed} · {self.device}")
 
     def fields(self) -> dict[str, Any]:
         """Flat ``name -> value`` view used to select cells (``--only``)."""
-        out = {"dataset": self.dataset, "features": self.features["name"], "method": self.method, "seed": self.seed,
-               "device": self.device, **{f"protocol.{k}": v for k, v in self.protocol.items()}}
-        out.update({f"features.{k}": v for k, v in self.features.items() if k != "name"})
-        out.update({f"dataset.{k}": v for k, v in self.dataset_params.items()})
-        for k, v in self.method_params.items():
-            if isinstance(v, dict):
-                out.update({f"{k}.{kk}": vv for kk, vv in v.items()})
-            else:
-                out[k] = v
-        return out
+        return _fields(self.dataset, self.dataset_params, self.features, self.method, self.method_params,
+                       self.protocol, self.seed, self.device, self.part)
+
+
+def config_fields(config: dict) -> dict[str, Any]:
+    """The :meth:`Cell.fields` of the cell a stored record's configuration describes."""
+    return _fields(config["dataset"]["name"], config["dataset"]["params"], canonical_features(config["features"]),
+                   config["method"]["name"], config["method"]["params"], config["protocol"], config["seed"],
+                   config["device"], config.get("part"))
+
+
+def _fields(dataset, dataset_params, features, method, method_params, protocol, seed, device, part) -> dict:
+    out = {"dataset": dataset, "features": features["name"], "method": method, "seed": seed, "device": device,
+           **{f"protocol.{k}": v for k, v in protocol.items()}}
+    if part is not None:
+        out["part"] = part
+    out.update({f"features.{k}": v for k, v in features.items() if k != "name"})
+    out.update({f"dataset.{k}": v for k, v in dataset_params.items()})
+    for k, v in method_params.items():
+        if isinstance(v, dict):
+            out.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+        else:
+            out[k] = v
+    return out
 
 
 @dataclass
@@ -164,12 +190,12 @@ def _where(source, mapping, key=None) -> str:
     return f"{source or '<study>'}" + (f", line {line}" if line else "")
 
 
-def _strip(obj):
-    """Drop the line bookkeeping once a section has been validated."""
+def strip_lines(obj):
+    """A section read by :func:`read_yaml` without its line bookkeeping (once it has been validated)."""
     if isinstance(obj, dict):
-        return {k: _strip(v) for k, v in obj.items() if k != "__lines__"}
+        return {k: strip_lines(v) for k, v in obj.items() if k != "__lines__"}
     if isinstance(obj, list):
-        return [_strip(v) for v in obj]
+        return [strip_lines(v) for v in obj]
     return obj
 
 
@@ -211,6 +237,17 @@ def resolve_study_path(study) -> Path:
                         f"{', '.join(sorted(builtin))}.")
 
 
+def read_yaml(path: Path) -> dict:
+    """A study-like YAML file as a mapping whose entries remember their lines (for error messages); a key
+    given twice in one mapping is an error naming both lines."""
+    try:
+        return yaml.load(Path(path).read_text(), Loader=_LineLoader)
+    except yaml.YAMLError as exc:
+        raise CutbenchError(f"{path} is not valid YAML: {exc}") from exc
+    except _DuplicateKey as exc:
+        raise CutbenchError(f"{path}, {exc}.") from None
+
+
 def load_study(study, overrides: list[str] = (), *, report=None) -> Study:
     """Read a study file (or a built-in study by name), apply ``--set`` overrides (see
     :func:`apply_override`) and expand it.
@@ -218,12 +255,7 @@ def load_study(study, overrides: list[str] = (), *, report=None) -> Study:
     ``report``, if given, is called with one line per override saying what it changed.
     """
     path = resolve_study_path(study)
-    try:
-        raw = yaml.load(path.read_text(), Loader=_LineLoader)
-    except yaml.YAMLError as exc:
-        raise CutbenchError(f"{path} is not valid YAML: {exc}") from exc
-    except _DuplicateKey as exc:
-        raise CutbenchError(f"{path}, {exc}.") from None
+    raw = read_yaml(path)
     for override in overrides:
         changed = apply_override(raw, override)
         if report is not None:
@@ -293,7 +325,9 @@ def apply_override(raw: dict, override: str) -> list[str]:
     comma-separated values make a sweep axis (``neuncut.gamma=80,100``). KEY is
     ``<method>.<param>`` or ``<dataset>.<param>``, applied to every entry of that name, or to the
     N-th only with ``<name>#N.<param>``; ``affinity.<field>``, ``protocol.<key>``, ``timing.<key>``;
-    or ``seeds``, ``device``, ``features``, ``name``.
+    or ``seeds``, ``device``, ``features``, ``affinity``, ``protocol``, ``name`` whole. In a study with parts, a method or dataset key
+    reaches the entries of every part, a section key (``seeds``, ``protocol.*``, ...) the top level
+    and every part that sets its own, and ``parts.<name>.<key>`` one part only.
 
     Returns
     -------
@@ -314,20 +348,52 @@ def apply_override(raw: dict, override: str) -> list[str]:
     if key == "seeds" and len(values) == 1 and isinstance(values[0], list):
         value = values[0]
     head, _, rest = key.partition(".")
-    if key in ("seeds", "device") or (not rest and head in ("features", "name")):
+    parts = [part for part in raw.get("parts") or [] if isinstance(part, dict)]
+    if key == "name":
         raw[key] = value
         return [key]
+    if key in ("seeds", "device", "features", "affinity", "protocol"):
+        # the top level, and every part that sets its own
+        raw[key] = value
+        changed = [key]
+        for i, part in enumerate(parts):
+            if key in part:
+                part[key] = value
+                changed.append(f"parts[{i + 1}].{key}")
+        return changed
+    if head == "parts" and rest:
+        part_name, _, inner = rest.partition(".")
+        found = [part for part in parts if str(part.get("name")) == part_name]
+        if not found or not inner:
+            raise CutbenchError(f"--set {override!r}: parts.<name>.<key> addresses one part; the study's parts are "
+                                f"{', '.join(str(part.get('name')) for part in parts) or 'none'}.")
+        return [f"parts.{part_name}: {what}" for what in apply_override(found[0], f"{inner}={text}")]
     if head in ("affinity", "protocol", "timing") and rest:
-        section = raw.get(head) or {}
-        raw[head] = section
-        section[rest] = value
-        return [f"{head}.{rest}"]
+        # The top level and every part with its own section; for the affinity, the parts' of the top
+        # level's kind, or, when only parts give one, every part's.
+        own = [part for part in parts if isinstance(part.get(head), dict)]
+        top = raw.get(head)
+        kind = affinity_kind(strip_lines(top)) if head == "affinity" and top else None
+        changed = []
+        for where, owner in [("", raw), *((f"parts[{i + 1}].", part) for i, part in enumerate(parts))]:
+            if owner is raw and top is None and own:
+                continue
+            if owner is not raw and owner not in own:
+                continue
+            if owner is not raw and kind is not None and affinity_kind(strip_lines(owner[head])) != kind:
+                continue
+            section = owner.get(head) or {}
+            owner[head] = section
+            section[rest] = value
+            changed.append(f"{where}{head}.{rest}")
+        return changed
     name, number = _entry_address(head)
     changed = []
     if rest:
+        owners = [("", raw), *((f"parts[{i + 1}].", part) for i, part in enumerate(parts))]
         for section in ("methods", "datasets"):
-            entries = raw.get(section) or []
-            matching = [i for i, entry in enumerate(entries)
+            matching = [(where, entries, i) for where, owner in owners for entries in [owner.get(section) or []]
+                        for i, entry in enumerate(entries)
                         if (entry if isinstance(entry, str) else entry.get("name")) == name
                         or (section == "datasets" and _same_dataset(entry if isinstance(entry, str)
                                                                     else entry.get("name"), name))]
@@ -336,17 +402,18 @@ def apply_override(raw: dict, override: str) -> list[str]:
                     raise CutbenchError(f"--set {override!r}: the study has {len(matching)} {section} entr"
                                         f"{'y' if len(matching) == 1 else 'ies'} named {name!r}, not {number}.")
                 matching = matching[number - 1:number]
-            for i in matching:
+            for where, entries, i in matching:
                 entry = entries[i] = {"name": entries[i]} if isinstance(entries[i], str) else entries[i]
                 entry.setdefault("grid", {})[rest] = values
                 (entry.get("params") or {}).pop(rest, None)
-                changed.append(f"{section}[{i + 1}] ({name})")
+                changed.append(f"{where}{section}[{i + 1}] ({name})")
             if changed:
                 return changed
-    names = [e if isinstance(e, str) else e.get("name") for s in ("methods", "datasets") for e in raw.get(s) or []]
+    names = [e if isinstance(e, str) else e.get("name") for owner in (raw, *parts)
+             for s in ("methods", "datasets") for e in owner.get(s) or []]
     raise CutbenchError(f"--set {override!r}: {head!r} matches no entry; it must be a method or dataset of the study "
-                        f"({', '.join(map(str, names))}) followed by .<param>, or one of affinity.*, protocol.*, "
-                        "timing.*, seeds, device, features, name.")
+                        f"({', '.join(map(str, names))}) followed by .<param>, or one of affinity.*, "
+                        "protocol.*, timing.*, seeds, device, features, name.")
 
 
 def select_cells(cells: list[Cell], filters: list[str]) -> list[Cell]:
@@ -366,12 +433,46 @@ def select_cells(cells: list[Cell], filters: list[str]) -> list[Cell]:
 
 
 def expand_study(raw: dict, source=None) -> Study:
-    """Validate a study mapping and expand it into cells."""
+    """Validate a study mapping and expand it into cells (the cells of each part in turn, if it has parts)."""
     _check_keys(raw, _STUDY_KEYS, "the study", source)
-    for required in ("name", "datasets", "methods"):
-        if required not in raw:
-            raise CutbenchError(f"{source or '<study>'}: the study needs a {required!r} key.")
+    if "name" not in raw:
+        raise CutbenchError(f"{source or '<study>'}: the study needs a 'name' key.")
+    timing = _expand_timing(raw.get("timing") or {}, source)
+    parts = raw.get("parts")
+    if parts is None:
+        scopes = [(None, raw)]
+    else:
+        if not isinstance(parts, list) or not parts:
+            raise CutbenchError(f"{_where(source, raw, 'parts')}: parts must be a non-empty list of mappings, each "
+                                "with a name.")
+        scopes, names = [], set()
+        for part in parts:
+            _check_keys(part, _PART_KEYS, "a part", source)
+            name = part.get("name")
+            if not isinstance(name, (str, int)) or isinstance(name, bool) or str(name) in names:
+                raise CutbenchError(f"{_where(source, part)}: every part needs a name of its own; got {name!r}.")
+            names.add(str(name))
+            scopes.append((str(name), {**{k: v for k, v in raw.items() if k in _PART_KEYS}, **part}))
+    cells, refused = [], []
+    for part, scope in scopes:
+        for required in ("datasets", "methods"):
+            if required not in scope:
+                where = f" (part {part!r})" if part is not None else ""
+                raise CutbenchError(f"{source or '<study>'}: the study needs a {required!r} key{where}.")
+        part_cells, part_refused = _expand_scope(scope, part, timing, source)
+        cells.extend(cell for cell in part_cells if cell not in cells)
+        refused.extend(part_refused)
+    refused = list(dict.fromkeys(refused))  # one line per refused combination, whatever the other axes
+    if not cells:
+        why = f" All were refused: {'; '.join(refused)}." if refused else ""
+        raise CutbenchError(f"{source or '<study>'}: the study expands to no cells; give at least one dataset, "
+                            f"method and seed.{why}")
+    return Study(name=str(raw["name"]), description=str(raw.get("description", "")), cells=cells, source=source,
+                 refused=refused)
 
+
+def _expand_scope(raw: dict, part: str | None, timing: dict, source) -> tuple[list[Cell], list[str]]:
+    """The cells of the whole study, or of one part (its keys merged over the study's), and the refusals."""
     features_axis = _expand_features(raw.get("features", "raw"), raw, source)
     devices = _as_axis(raw.get("device", "auto"))
     for device in devices:
@@ -381,13 +482,12 @@ def expand_study(raw: dict, source=None) -> Study:
 
     protocols = _expand_protocol(raw.get("protocol") or {}, source)
     protocol_line = _where(source, raw.get("protocol") or {}, "train_size")
-    timing = _expand_timing(raw.get("timing") or {}, source)
 
     seeds = raw.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(
             isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**32 for s in seeds):
         raise CutbenchError(f"{_where(source, raw, 'seeds')}: seeds must be a non-empty list of integers in "
-                            f"[0, 2**32) (numpy's seed range); got {_strip(seeds)!r}.")
+                            f"[0, 2**32) (numpy's seed range); got {strip_lines(seeds)!r}.")
 
     affinities = _expand_study_affinity(raw, source)
     datasets = _expand_datasets(raw["datasets"], source)
@@ -407,14 +507,9 @@ def expand_study(raw: dict, source=None) -> Study:
                                f"{kind!r}")
                 continue
         cells.append(Cell(dataset=d_name, dataset_params=d_params, features=features, method=m_name,
-                          method_params=params, protocol=protocol, seed=seed, device=device, timing=timing))
-    refused = list(dict.fromkeys(refused))  # one line per refused combination, whatever the other axes
-    if not cells:
-        why = f" All were refused: {'; '.join(refused)}." if refused else ""
-        raise CutbenchError(f"{source or '<study>'}: the study expands to no cells; give at least one dataset, "
-                            f"method and seed.{why}")
-    return Study(name=str(raw["name"]), description=str(raw.get("description", "")), cells=cells, source=source,
-                 refused=refused)
+                          method_params=params, protocol=protocol, seed=seed, device=device, timing=timing,
+                          part=part))
+    return cells, refused
 
 
 def _check_budget(dataset: str, dataset_params: dict, method: str, params: dict, protocol: dict, method_where: str,
@@ -445,11 +540,11 @@ def _expand_study_affinity(raw, source) -> list[dict | None]:
         return [None]
     if isinstance(value, dict) and "kind" in value and value["kind"] != HEAT_KERNEL:
         try:
-            return [canonical_affinity(_strip(value))]
+            return [canonical_affinity(strip_lines(value))]
         except CutbenchError as exc:
             raise CutbenchError(f"{_where(source, raw, 'affinity')}: {exc}") from None
     _check_keys(value, {*Affinity.__dataclass_fields__, "kind"}, "affinity", source)
-    fields = {key: item for key, item in _strip(value).items() if key != "kind"}
+    fields = {key: item for key, item in strip_lines(value).items() if key != "kind"}
     try:
         return [Affinity.from_any(point).to_dict() for point in _product(fields)]
     except CutbenchError as exc:
@@ -482,7 +577,7 @@ def _expand_features(value, raw, source) -> list[dict]:
     Within a mapping, a list value is an axis too (``{name: pca, n_components: [50, 100]}``).
     """
     out = []
-    for entry in _as_axis(_strip(value)):
+    for entry in _as_axis(strip_lines(value)):
         entry = {"name": entry} if isinstance(entry, str) else entry
         points = _product(entry) if isinstance(entry, dict) else [entry]
         for point in points:
@@ -494,8 +589,11 @@ def _expand_features(value, raw, source) -> list[dict]:
 
 
 def _expand_protocol(raw_protocol, source) -> list[dict]:
+    """The protocol axis. ``evaluate`` (``all`` points, or only the ``held_out`` ones not trained on) and
+    ``cut_values`` (store the Ncut and Rcut values of the labelling) appear in a cell's configuration
+    only when they differ from their defaults, so the keys of studies that do not use them stay."""
     _check_keys(raw_protocol, _PROTOCOL_KEYS, "protocol", source)
-    protocol = {"train_size": None, "nmi_average_method": "arithmetic", **_strip(raw_protocol)}
+    protocol = {"train_size": None, "nmi_average_method": "arithmetic", **strip_lines(raw_protocol)}
     for train_size in _as_axis(protocol["train_size"]):
         if train_size is not None and (isinstance(train_size, bool) or not isinstance(train_size, int) or train_size < 2):
             raise CutbenchError(f"{_where(source, raw_protocol, 'train_size')}: protocol.train_size must be an "
@@ -503,12 +601,25 @@ def _expand_protocol(raw_protocol, source) -> list[dict]:
     if protocol["nmi_average_method"] not in _NMI_METHODS:
         raise CutbenchError(f"{source or '<study>'}: protocol.nmi_average_method must be one of "
                             f"{', '.join(_NMI_METHODS)}; got {protocol['nmi_average_method']!r}.")
+    if protocol.get("evaluate", "all") not in _EVALUATE:
+        raise CutbenchError(f"{_where(source, raw_protocol, 'evaluate')}: protocol.evaluate must be one of "
+                            f"{', '.join(_EVALUATE)}; got {protocol['evaluate']!r}.")
+    if not isinstance(protocol.get("cut_values", False), bool):
+        raise CutbenchError(f"{_where(source, raw_protocol, 'cut_values')}: protocol.cut_values must be true or "
+                            f"false; got {protocol['cut_values']!r}.")
+    if protocol.get("evaluate") == "all":
+        del protocol["evaluate"]
+    if protocol.get("cut_values") is False:
+        del protocol["cut_values"]
+    if protocol.get("evaluate") == "held_out" and None in _as_axis(protocol["train_size"]):
+        raise CutbenchError(f"{_where(source, raw_protocol, 'evaluate')}: protocol.evaluate: held_out needs a "
+                            "train_size (points held out of training); null trains on all points.")
     return _product(protocol)
 
 
 def _expand_timing(timing, source) -> dict:
     _check_keys(timing, _TIMING_KEYS, "timing", source)
-    timing = {"warmup": 1, "repeats": 1, "time_limit": None, **_strip(timing)}
+    timing = {"warmup": 1, "repeats": 1, "time_limit": None, **strip_lines(timing)}
     valid = (isinstance(timing["warmup"], int) and timing["warmup"] >= 0
              and isinstance(timing["repeats"], int) and timing["repeats"] >= 1
              and (timing["time_limit"] is None or (isinstance(timing["time_limit"], (int, float))
@@ -538,8 +649,8 @@ def _expand_datasets(entries, source) -> list[tuple[str, dict]]:
 
 def _grid(entry, source) -> list[dict]:
     """``params`` combined with every point of the entry's ``grid``."""
-    params = _strip(entry.get("params", {}) or {})
-    grid = _strip(entry.get("grid", {}) or {})
+    params = strip_lines(entry.get("params", {}) or {})
+    grid = strip_lines(entry.get("grid", {}) or {})
     if not isinstance(grid, dict):
         raise CutbenchError(f"{_where(source, entry, 'grid')}: grid must be a mapping of parameter -> list.")
     for key, values in grid.items():

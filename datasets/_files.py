@@ -40,7 +40,7 @@ from typing import Sequence
 
 import numpy as np
 
-from cutbench import CutbenchError, CutbenchWarning
+from cutbench import CutbenchError, CutbenchWarning, DataUnavailableError
 
 DATA_ENV = "CUTBENCH_DATA"
 DOWNLOAD_ENV = "CUTBENCH_DOWNLOAD"
@@ -413,7 +413,8 @@ def _download_first(spec: FileSpec, destination: Path) -> list[str]:
 # --------------------------------------------------------------------------- search
 
 
-def _missing_error(dataset: str, folder: str, spec: FileSpec, searched: list[str], failures: list[str]) -> CutbenchError:
+def _missing_error(dataset: str, folder: str, spec: FileSpec, searched: list[str],
+                   failures: list[str]) -> DataUnavailableError:
     target = data_dir() / folder
     wanted = f"{folder}/{spec.name}"
     source = spec.archive or spec
@@ -431,7 +432,7 @@ def _missing_error(dataset: str, folder: str, spec: FileSpec, searched: list[str
         lines.append(f"Downloads are off (cutbench run --no-download, ${DOWNLOAD_ENV}=0 or "
                      "cutbench.datasets.allow_downloads(False)).")
     lines.append(f"To get it: {how}, or set ${DATA_ENV} to a folder holding {wanted}.")
-    return CutbenchError("\n".join(lines))
+    return DataUnavailableError("\n".join(lines))
 
 
 def _load_loose(spec: FileSpec, locations: list[Path], searched: list[str]) -> LoadedFile | None:

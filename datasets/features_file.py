@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cutbench import CutbenchError
+from cutbench import CutbenchError, DataUnavailableError
 from cutbench.datasets._files import subsample_indices
 from cutbench.datasets.base import register_dataset
 
@@ -33,8 +33,8 @@ SUFFIXES = (".npy", ".npz", ".parquet", ".pq")
 _DATASET = "features_file"
 
 
-def _fail(problem: str) -> CutbenchError:
-    return CutbenchError(f"dataset {_DATASET!r}: {problem}")
+def _fail(problem: str, error=CutbenchError) -> CutbenchError:
+    return error(f"dataset {_DATASET!r}: {problem}")
 
 
 def _load_npy(path: Path) -> np.ndarray:
@@ -107,7 +107,7 @@ def _read(path: str, labels_path: str) -> tuple[np.ndarray, np.ndarray, list[str
     if file.suffix not in SUFFIXES:
         raise _fail(f"{file} has suffix {file.suffix!r}; accepted: {', '.join(SUFFIXES)}.")
     if not file.is_file():
-        raise _fail(f"features file {file} not found (looked at {file.absolute()}).")
+        raise _fail(f"features file {file} not found (looked at {file.absolute()}).", DataUnavailableError)
     if file.suffix != ".npy":
         if labels_path:
             raise _fail(f"labels_path is for .npy features only; {file.suffix} files hold their own labels "
@@ -119,7 +119,8 @@ def _read(path: str, labels_path: str) -> tuple[np.ndarray, np.ndarray, list[str
                     "row), or save both in one file with np.savez(path, X=features, y=labels).")
     labels_file = Path(labels_path).expanduser()
     if not labels_file.is_file():
-        raise _fail(f"labels file {labels_file} not found (looked at {labels_file.absolute()}).")
+        raise _fail(f"labels file {labels_file} not found (looked at {labels_file.absolute()}).",
+                    DataUnavailableError)
     return _load_npy(file), _load_npy(labels_file), [str(file), str(labels_file)]
 
 

@@ -404,6 +404,23 @@ class GammaSearch:
         return dataclasses.asdict(self)
 
 
+def choose_gamma(gammas, orthogonality, tolerance: float = 0.02) -> tuple[float, float]:
+    """The rule of :func:`search_gamma` on measured losses: ``(floor, chosen gamma)``.
+
+    ``gammas`` and ``orthogonality`` (the lowest ``L_orth`` reached with each) are in the same order;
+    the floor is ``L_orth`` at the largest gamma, and the chosen gamma the smallest one reached by
+    scanning down from the largest while ``L_orth <= floor * (1 + tolerance) + 1e-6``.
+    """
+    order = sorted(range(len(gammas)), key=lambda i: -float(gammas[i]))
+    floor = float(orthogonality[order[0]])
+    chosen = float(gammas[order[0]])
+    for i in order:
+        if orthogonality[i] > floor * (1 + tolerance) + 1e-6:
+            break
+        chosen = float(gammas[i])
+    return floor, chosen
+
+
 def search_gamma(X, n_clusters: int, *, gammas=DEFAULT_GAMMAS, tolerance: float = 0.02, method=None,
                  **params) -> GammaSearch:
     """Choose NeuNcut's gamma without labels, by the rule of the paper's §4.6.
@@ -442,14 +459,9 @@ def search_gamma(X, n_clusters: int, *, gammas=DEFAULT_GAMMAS, tolerance: float 
             history = method(n_clusters, **{**params, "gamma": gamma}).fit(X).history_
         laplacian.append(min(history["trace"]))
         orthogonality.append(min(history["orth"]))
-    floor = orthogonality[0]
-    chosen = gammas[0]
-    for gamma, orth in zip(gammas, orthogonality, strict=True):
-        if orth > floor * (1 + tolerance) + 1e-6:
-            break
-        chosen = gamma
+    floor, chosen = choose_gamma(gammas, orthogonality, tolerance)
     return GammaSearch(gammas, tuple(laplacian), tuple(orthogonality), floor, chosen, tolerance)
 
 
-__all__ = ["DEFAULT_GAMMAS", "GammaSearch", "NeuNcut", "NeuRcut", "ORTH_NORMS", "SIZE_EPS", "ncut_loss", "rcut_loss",
-           "search_gamma"]
+__all__ = ["DEFAULT_GAMMAS", "GammaSearch", "NeuNcut", "NeuRcut", "ORTH_NORMS", "SIZE_EPS", "choose_gamma", "ncut_loss",
+           "rcut_loss", "search_gamma"]

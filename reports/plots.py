@@ -33,13 +33,13 @@ from cutbench.reports.tables import (
 _MAX_LABELLED_TICKS = 12
 
 
-def _new_figure(figsize: tuple[float, float], dpi: float) -> Figure:
+def new_figure(figsize: tuple[float, float], dpi: float) -> Figure:
     figure = Figure(figsize=figsize, dpi=dpi, layout="constrained")
     FigureCanvasAgg(figure)
     return figure
 
 
-def _save(figure: Figure, path_stem: str | Path) -> list[Path]:
+def save_figure(figure: Figure, path_stem: str | Path) -> list[Path]:
     stem = Path(path_stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     # with_name, not with_suffix: stems such as "sweep_param.batch_size" contain dots.
@@ -49,7 +49,7 @@ def _save(figure: Figure, path_stem: str | Path) -> list[Path]:
     return [png, pdf]
 
 
-def _colors(n: int) -> list:
+def series_colors(n: int) -> list:
     cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
     return [cmap(i % cmap.N) for i in range(n)]
 
@@ -118,11 +118,11 @@ def plot_metric_bars(
     width = 0.8 / len(bars)
     if figsize is None:
         figsize = (max(7.0, 2.5 + len(groups) * (0.22 * len(bars) + 0.4)), 4.0)
-    figure = _new_figure(figsize, dpi)
+    figure = new_figure(figsize, dpi)
     axes = figure.add_subplot()
     handles = []
     any_failed = any_partial = False
-    for j, (bar, color) in enumerate(zip(bars, _colors(len(bars)))):
+    for j, (bar, color) in enumerate(zip(bars, series_colors(len(bars)))):
         handles.append(Patch(facecolor=color, label=_key_text(bar)))
         for i, group in enumerate(groups):
             row = rows.get((_key_text(group), _key_text(bar)))
@@ -165,7 +165,7 @@ def plot_metric_bars(
                 fontsize=8, title_fontsize=8)
     if title is not None:
         axes.set_title(title)
-    return _save(figure, path_stem)
+    return save_figure(figure, path_stem)
 
 
 def _log_x_wanted(values: np.ndarray) -> bool:
@@ -238,10 +238,10 @@ def plot_metric_vs_param(
     flat = summary.reset_index()
     hue_text = flat[hue].astype(object).map(_key_text)
 
-    figure = _new_figure(figsize, dpi)
+    figure = new_figure(figsize, dpi)
     axes = figure.add_subplot()
     any_failed = False
-    for value, color in zip(ordered_values(summary.index, hue), _colors(flat[hue].nunique(dropna=False))):
+    for value, color in zip(ordered_values(summary.index, hue), series_colors(flat[hue].nunique(dropna=False))):
         part = flat[hue_text == _key_text(value)]
         xs = part[x].to_numpy(dtype=float)
         means = part[f"{metric}_mean"].to_numpy(dtype=float)
@@ -269,4 +269,4 @@ def plot_metric_vs_param(
                 fontsize=8, title_fontsize=8)
     if title is not None:
         axes.set_title(title)
-    return _save(figure, path_stem)
+    return save_figure(figure, path_stem)

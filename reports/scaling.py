@@ -17,7 +17,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from cutbench import CutbenchError
-from cutbench.reports.plots import _colors, _new_figure, _save
+from cutbench.reports.plots import new_figure, save_figure, series_colors
 from cutbench.reports.tables import configuration_labels, quantity_label
 
 STAGES = ("affinity_s", "fit_s", "predict_s", "total_s")
@@ -87,8 +87,8 @@ def plot_scaling(frame: pd.DataFrame, path_stem, *, x: str = "dataset.n", stages
     frame = frame.assign(configuration=configuration_labels(frame))
     stages = [stage for stage in stages if stage in frame and frame[stage].notna().any()]
     configurations = list(dict.fromkeys(frame.configuration))
-    colors = dict(zip(configurations, _colors(len(configurations))))
-    figure = _new_figure((5.0 * len(stages), 4.2), 150)
+    colors = dict(zip(configurations, series_colors(len(configurations))))
+    figure = new_figure((5.0 * len(stages), 4.2), 150)
     table = scaling_table(frame, x=x, stages=stages, min_seconds=min_seconds)
     for index, stage in enumerate(stages):
         axes = figure.add_subplot(1, len(stages), index + 1)
@@ -107,7 +107,7 @@ def plot_scaling(frame: pd.DataFrame, path_stem, *, x: str = "dataset.n", stages
     handles = [Line2D([], [], color=colors[c], marker="o", label=c) for c in configurations]
     handles.append(Line2D([], [], color="black", lw=1.2, label="fitted power law"))
     figure.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
-    return _save(figure, path_stem)
+    return save_figure(figure, path_stem)
 
 
 __all__ = ["STAGES", "fit_exponent", "plot_scaling", "scaling_table", "to_markdown"]

@@ -227,12 +227,43 @@ def dataset_labels(df: pd.DataFrame) -> pd.Series:
 def _labels(df: pd.DataFrame, key: str, candidates: list[str]) -> pd.Series:
     labels = df[key].astype(str).copy()
     for name, rows in df.groupby(key, sort=False):
-        varying = [c for c in candidates if rows[c].astype(str).nunique() > 1]
+        varying = [c for c in candidates if _texts(rows[c]).nunique() > 1]
         for index, row in rows[varying].iterrows():
             settings = [_setting_text(c, v) for c, v in row.items() if not pd.isna(v)]
             if settings:
                 labels[index] = f"{name} ({', '.join(settings)})"
+        # Short texts can coincide (two affinities with s=10 that differ in their kNN search; a setting
+        # left unset beside one set): such configurations get every differing field spelled out.
+        for label, same in rows.groupby(labels[rows.index], sort=False) if varying else ():
+            if len(same[varying].apply(_texts).drop_duplicates()) > 1:
+                for index in same.index:
+                    labels[index] = f"{label} [{_difference_text(same, varying, index)}]"
     return labels
+
+
+def _texts(values: pd.Series) -> pd.Series:
+    """Values as text, a missing one as "-" (``astype(str)`` would make it NA with pandas' string dtype, and
+    ``nunique`` would not count it)."""
+    return values.map(lambda value: "-" if pd.isna(value) else str(value))
+
+
+def _difference_text(rows: pd.DataFrame, columns: list[str], index) -> str:
+    """``field=value`` for each field in which ``rows`` differ, as row ``index`` has it (``-`` for unset)."""
+    parts = []
+    for column in columns:
+        if _texts(rows[column]).nunique() < 2:
+            continue
+        value = rows.at[index, column]
+        if isinstance(value, str) and value.startswith("{"):
+            specs = [json.loads(v) if isinstance(v, str) and v.startswith("{") else {} for v in rows[column]]
+            mine = json.loads(value)
+            for field in sorted(set().union(*specs)):
+                if len({json.dumps(spec.get(field)) for spec in specs}) > 1:
+                    parts.append(f"{field}={mine.get(field, '-')}")
+        else:
+            name = column.split(".", 1)[1] if column.startswith(("param.", "features.", "dataset.")) else column
+            parts.append(f"{name}={'-' if pd.isna(value) else value}")
+    return ", ".join(parts)
 
 
 def summarize(

@@ -170,6 +170,20 @@ def test_configurations_of_one_method_are_labelled_apart_and_never_averaged_toge
                                                    "kmeans (l2_normalize=True, train_size=1000)"]
 
 
+def test_configurations_whose_short_labels_coincide_are_spelled_out():
+    """Two kernels with s = 10 that differ only in their kNN search, and a training size set beside one left
+    unset, must not share a label (a scaling fit over both would mix them)."""
+    exact = canonical_json({"sigma": "median", "n_neighbors": 10})
+    approximate = canonical_json({"sigma": "median", "n_neighbors": 10, "knn_backend": "pynndescent"})
+    df = pd.DataFrame({"dataset": "rings", "method": "neuncut", "seed": 0, "status": "ok",
+                       "param.affinity": [exact, approximate, exact], "train_size": [np.nan, np.nan, 1000.0],
+                       "acc": 0.5, "fit_s": 1.0})
+    labels = list(configuration_labels(df))
+    assert len(set(labels)) == 3
+    assert labels[0] == "neuncut (s=10) [knn_backend=-]" and labels[1] == "neuncut (s=10) [knn_backend=pynndescent]"
+    assert labels[2] == "neuncut (s=10, train_size=1000.0)"
+
+
 @pytest.mark.parametrize(
     ("mean", "std", "seconds", "expected"),
     [

@@ -8,7 +8,6 @@ from sklearn.datasets import make_blobs, make_circles, make_moons
 from sklearn.preprocessing import StandardScaler
 
 from cutbench import CutbenchError
-from cutbench.graph import Affinity
 from cutbench.methods.registry import make_method
 from cutbench.methods.spectralnet import (SPECTRALNET_PRESETS, SpectralNet, global_median_sigma,
                                           local_median_affinity, orthonorm_weights, spectral_loss)

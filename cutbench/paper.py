@@ -1,0 +1,313 @@
+"""Paper targets: a published table or figure, the study that regenerates it, and how they line up.
+
+A target is one YAML file under ``benchmarks/paper/targets/`` (shipped as
+``cutbench.paper_targets``), with the published numbers it is compared with in
+``benchmarks/paper/published/*.csv`` (copies of the papers' tables)::
+
+    name: neuncut-table2
+    title: NeuNcut Table 2 - features and affinities (settings I-V)
+    source: Neural Normalized Cut (He et al., 2025), Table 2
+    published:
+      file: neuncut_table2.csv            # the rows to put beside ours (all of them, or those in `where`)
+      key: [setting, method, dataset]     # the columns that name a row
+      quantities: {ACC: metrics.acc, NMI: metrics.nmi, ARI: metrics.ari}   # published column: record field
+    match:                                # how a published row finds its cells
+      dataset: {field: dataset, values: {MNIST: mnist, F-MNIST: fashion_mnist}}
+      setting: {field: part}
+    not_run:                              # rows no study here can run, with the reason
+      - when: {dataset: E-MNIST}
+        reason: ...
+    figure: {kind: bars}
+    study: {...}                          # the paper's protocol: a study (see cutbench.study)
+    ci:                                   # the stated reduction that fits the 2-core CPU in minutes
+      why: MNIST subsampled to 3,000 images, 2 seeds, 20 epochs
+      set: ["mnist.n=3000", "seeds=[0,1]", "neuncut.epochs=20"]
+
+``--scale paper`` runs ``study`` as written; ``--scale ci`` runs it with the ``ci.set`` overrides (the
+syntax of ``cutbench run --set``). Figures whose published values are statements in the text rather
+than table cells list ``claims`` instead (rows of ``neuncut_figures.csv`` and how to measure ours).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+from cutbench import CutbenchError
+from cutbench.study import Study, apply_override, config_fields, expand_study, read_yaml, strip_lines
+
+SCALES = ("ci", "paper")
+MANIFEST = "paper.json"
+"""The file in a paper run's folder naming its target and scale."""
+
+_TARGET_KEYS = {"name", "title", "source", "published", "match", "not_run", "figure", "claims", "study", "ci",
+                "paper_scale", "notes", "__lines__"}
+_PUBLISHED_KEYS = {"file", "where", "key", "quantities", "time"}
+FIGURE_KINDS = ("bars", "sweep", "predictions", "gamma_sensitivity", "gamma_search", "curves", "none")
+CLAIM_CHECKS = ("mean", "best_setting", "stable_range", "orth_floor", "gamma_threshold", "iterations_to_floor")
+
+
+@dataclass(frozen=True)
+class Match:
+    """How the published column ``column`` selects cells: its value, translated by ``values``, must equal the
+    cell's ``field`` (a name of :meth:`cutbench.study.Cell.fields`, e.g. ``dataset``, ``part``,
+    ``protocol.train_size``, ``affinity.n_neighbors``); a translation to a list accepts any of its values."""
+
+    column: str
+    field: str
+    values: dict = field(default_factory=dict)
+
+    def wanted(self, published_value: str):
+        return self.values.get(published_value, published_value)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A figure's published statement (a row of ``neuncut_figures.csv``) and how ours is measured.
+
+    ``check`` is one of :data:`CLAIM_CHECKS`; ``over`` names the swept cell field it reads (e.g.
+    ``gamma``); ``where`` selects the cells (cell field: value).
+    """
+
+    figure: str
+    dataset: str
+    quantity: str
+    check: str
+    over: str | None = None
+    where: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One published table or figure and the study that regenerates it (see the module docstring)."""
+
+    name: str
+    title: str
+    source: str
+    path: Path
+    published_file: str | None
+    where: dict
+    key: tuple
+    quantities: dict
+    time_hardware: str | None
+    match: tuple
+    not_run: tuple
+    figure: dict
+    claims: tuple
+    raw_study: dict
+    ci_why: str
+    ci_set: tuple
+    paper_scale: str
+    notes: tuple
+
+    def published(self) -> pd.DataFrame:
+        """The published rows this target compares with (strings as printed, blanks as '')."""
+        if self.claims:
+            frame = read_published("neuncut_figures.csv")
+            wanted = {(c.figure, c.dataset, c.quantity) for c in self.claims}
+            keep = [(str(r.figure), r.dataset, r.quantity) in wanted for r in frame.itertuples()]
+            return frame[keep].reset_index(drop=True)
+        frame = read_published(self.published_file)
+        for column, values in self.where.items():
+            frame = frame[frame[column].isin([str(v) for v in _as_list(values)])]
+        return frame.reset_index(drop=True)
+
+    def study_mapping(self, scale: str) -> dict:
+        """The study of ``scale`` as a mapping: the paper's protocol, or it reduced by the ci overrides."""
+        check_scale(scale)
+        raw = copy.deepcopy(self.raw_study)
+        raw["name"] = f"{self.name}-{scale}"
+        if scale == "ci":
+            for override in self.ci_set:
+                try:
+                    apply_override(raw, override)
+                except CutbenchError as exc:
+                    raise CutbenchError(f"{self.path}: ci override {override!r}: {exc}") from None
+        return raw
+
+    def study(self, scale: str) -> Study:
+        return expand_study(self.study_mapping(scale), source=self.path)
+
+    def heading(self, scale: str) -> str:
+        """The title, saying which scale: a ci-scale table must not pass for the paper's protocol."""
+        if scale == "ci":
+            return f"{self.title} [ci scale: {self.ci_why}]"
+        return f"{self.title} [paper scale]"
+
+    def matches(self, row, fields: dict) -> bool:
+        """Whether a cell with ``fields`` (see :func:`cutbench.study.config_fields`) belongs to published ``row``."""
+        return all(_same(fields.get(m.field, _ABSENT), m.wanted(str(row[m.column]))) for m in self.match)
+
+    def not_run_reason(self, row) -> str | None:
+        for when, reason in self.not_run:
+            if all(str(row[column]) in [str(v) for v in _as_list(values)] for column, values in when.items()):
+                return reason
+        return None
+
+
+_ABSENT = object()
+
+
+def _same(cell_value, wanted) -> bool:
+    if cell_value is _ABSENT:
+        return False
+    if isinstance(wanted, list):  # any of several cell values (e.g. two parts that make one published row)
+        return any(_same(cell_value, one) for one in wanted)
+    if wanted in (None, "null", "all"):
+        return cell_value is None
+    if isinstance(cell_value, (list, tuple)):
+        return "x".join(map(str, cell_value)) == str(wanted) or str(list(cell_value)) == str(wanted)
+    if isinstance(cell_value, (int, float)) and not isinstance(cell_value, bool):
+        try:
+            return abs(cell_value - float(wanted)) <= 1e-9 * max(1.0, abs(cell_value))  # 100 matches 100.0
+        except (TypeError, ValueError):
+            return False
+    return str(cell_value) == str(wanted)
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def check_scale(scale: str) -> None:
+    if scale not in SCALES:
+        raise CutbenchError(f"unknown scale {scale!r}; accepted: {', '.join(SCALES)} (ci: minutes on a 2-core CPU; "
+                            "paper: the paper's protocol).")
+
+
+def _package_files(folder: str):
+    return resources.files("cutbench.paper_targets").joinpath(folder)
+
+
+def read_published(file: str) -> pd.DataFrame:
+    """A packaged table of published numbers, every cell a string (blank where the paper has none)."""
+    source = _package_files("published").joinpath(file)
+    if not source.is_file():
+        known = sorted(p.name for p in _package_files("published").iterdir() if p.name.endswith(".csv"))
+        raise CutbenchError(f"no published table {file!r}; packaged: {', '.join(known)}.")
+    with source.open() as fh:
+        return pd.read_csv(fh, dtype=str, keep_default_na=False)
+
+
+def list_targets() -> dict[str, Path]:
+    """The targets shipped with cutbench, by name, in order."""
+    folder = _package_files("targets")
+    return {Path(p.name).stem: Path(str(p)) for p in sorted(folder.iterdir(), key=lambda p: p.name)
+            if p.name.endswith(".yaml")}
+
+
+def get_target(name: str) -> Target:
+    """A target by name; an unknown name lists the known ones."""
+    known = list_targets()
+    if name not in known:
+        raise CutbenchError(f"unknown paper target {name!r}; known targets: {', '.join(known)} "
+                            "(`cutbench paper list` describes them).")
+    return load_target(known[name])
+
+
+def load_target(path: Path) -> Target:
+    """Read and check one target file (its study is expanded at both scales by the tests, not here)."""
+    raw = read_yaml(path)
+    where = f"{path}"
+    unknown = sorted(set(raw) - _TARGET_KEYS)
+    if unknown:
+        raise CutbenchError(f"{where}: unknown key(s) {', '.join(unknown)}; accepted: "
+                            f"{', '.join(sorted(_TARGET_KEYS - {'__lines__'}))}.")
+    for required in ("name", "title", "source", "study", "ci"):
+        if required not in raw:
+            raise CutbenchError(f"{where}: a target needs {required!r}.")
+    raw = strip_lines(raw)
+    if raw["name"] != path.stem:
+        raise CutbenchError(f"{where}: name {raw['name']!r} must equal the file name {path.stem!r}.")
+    published = raw.get("published") or {}
+    unknown = sorted(set(published) - _PUBLISHED_KEYS)
+    if unknown:
+        raise CutbenchError(f"{where}: unknown published key(s) {', '.join(unknown)}; accepted: "
+                            f"{', '.join(sorted(_PUBLISHED_KEYS))}.")
+    claims = tuple(Claim(**{**claim, "figure": str(claim["figure"])}) for claim in raw.get("claims") or [])
+    for claim in claims:
+        if claim.check not in CLAIM_CHECKS:
+            raise CutbenchError(f"{where}: claim check {claim.check!r} is unknown; accepted: {', '.join(CLAIM_CHECKS)}.")
+    if bool(claims) == bool(published):
+        raise CutbenchError(f"{where}: a target compares with either published table rows or claims, not both "
+                            "and not neither.")
+    figure = raw.get("figure") or {"kind": "none"}
+    if figure.get("kind") not in FIGURE_KINDS:
+        raise CutbenchError(f"{where}: figure kind {figure.get('kind')!r} is unknown; accepted: "
+                            f"{', '.join(FIGURE_KINDS)}.")
+    ci = raw["ci"]
+    if not isinstance(ci, dict) or not ci.get("why"):
+        raise CutbenchError(f"{where}: ci needs 'why' (the reduction in words) and 'set' (the overrides).")
+    target = Target(
+        name=raw["name"], title=raw["title"], source=raw["source"], path=Path(path),
+        published_file=published.get("file"), where=published.get("where") or {},
+        key=tuple(published.get("key") or ("figure", "dataset", "quantity")),
+        quantities=dict(published.get("quantities") or {}), time_hardware=published.get("time"),
+        match=tuple(Match(column, spec["field"], {str(k): v for k, v in (spec.get("values") or {}).items()})
+                    for column, spec in (raw.get("match") or {}).items()),
+        not_run=tuple((rule["when"], rule["reason"]) for rule in raw.get("not_run") or []),
+        figure=figure, claims=claims, raw_study=raw["study"], ci_why=str(ci["why"]),
+        ci_set=tuple(ci.get("set") or ()), paper_scale=str(raw.get("paper_scale", "")),
+        notes=tuple(raw.get("notes") or ()))
+    frame = target.published()
+    for column in [*target.key, *target.quantities, *(m.column for m in target.match)]:
+        if column not in frame.columns:
+            raise CutbenchError(f"{where}: column {column!r} is not in {target.published_file}; it has "
+                                f"{', '.join(frame.columns)}.")
+    if frame.empty:
+        raise CutbenchError(f"{where}: no published row is selected; check published.where.")
+    return target
+
+
+def record_fields(record: dict) -> dict:
+    """The cell fields of a stored record, as targets match them."""
+    return config_fields(record["config"])
+
+
+def write_manifest(folder: Path, target: Target, scale: str) -> None:
+    """Mark ``folder`` as holding ``target`` at ``scale``; refuse a folder that holds another one."""
+    folder = Path(folder)
+    existing = read_manifest(folder)
+    if existing is not None and (existing["target"], existing["scale"]) != (target.name, scale):
+        raise CutbenchError(f"{folder} holds paper target {existing['target']!r} at scale {existing['scale']!r}, not "
+                            f"{target.name!r} at {scale!r}; give another --out.")
+    folder.mkdir(parents=True, exist_ok=True)
+    if existing is None:
+        (folder / MANIFEST).write_text(json.dumps({"target": target.name, "scale": scale}, indent=1) + "\n")
+
+
+def read_manifest(folder: Path) -> dict | None:
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+        check_scale(manifest["scale"])
+        return {"target": str(manifest["target"]), "scale": manifest["scale"]}
+    except (ValueError, KeyError, TypeError, CutbenchError) as exc:
+        raise CutbenchError(f"{path} is damaged ({exc}); it should read "
+                            '{"target": "<name>", "scale": "ci" or "paper"}.') from None
+
+
+def folder_target(folder: Path, *, target: str | None = None, scale: str | None = None) -> tuple[Target, str]:
+    """The target and scale of a paper run's folder; it must be the ``target``/``scale`` asked for, if any."""
+    manifest = read_manifest(folder)
+    if manifest is None:
+        raise CutbenchError(f"{folder} is not a paper run's folder (no {MANIFEST}); make one with "
+                            "`cutbench paper run TARGET --out FOLDER`.")
+    if target is not None and manifest["target"] != target:
+        raise CutbenchError(f"{folder} holds paper target {manifest['target']!r}, not {target!r}.")
+    if scale is not None and manifest["scale"] != scale:
+        raise CutbenchError(f"{folder} holds target {manifest['target']!r} at scale {manifest['scale']!r}, not "
+                            f"{scale!r}.")
+    return get_target(manifest["target"]), manifest["scale"]
+
+
+__all__ = ["CLAIM_CHECKS", "FIGURE_KINDS", "MANIFEST", "SCALES", "Claim", "Match", "Target", "check_scale",
+           "folder_target", "get_target", "list_targets", "load_target", "read_manifest", "read_published",
+           "record_fields", "write_manifest"]

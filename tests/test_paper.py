@@ -1,0 +1,279 @@
+"""Paper targets: every target a valid study at both scales, the paper presets equal to the published
+hyper-parameters, the renderer's verdicts on records whose answer is known, the CLI end to end."""
+
+import csv
+import html.parser
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cutbench import CutbenchError
+from cutbench.cli import main
+from cutbench.paper import (MANIFEST, folder_target, get_target, list_targets, load_target, read_published,
+                            write_manifest)
+from cutbench.reports.paper import (TOLERANCE, compare, reproduction_report, summary_counts, to_html, to_latex,
+                                    to_markdown, verdict)
+from cutbench.runner import cell_config
+from cutbench.store import ResultStore, cell_key
+
+TARGETS = list(list_targets())
+SHARED_PAPERS = Path(__file__).resolve().parents[2] / "shared" / "papers"
+
+
+def test_every_published_target_of_the_issue_exists():
+    assert {"neuncut-table2", "neuncut-table3", "neuncut-table4", "neuncut-table5", "neuncut-table6",
+            "neuncut-table7", "neuncut-table8", "neuncut-fig1", "neuncut-fig2", "neuncut-fig3", "neuncut-fig4",
+            "neuncut-fig5", "cnc-table3", "cnc-tables12"} <= set(TARGETS)
+
+
+@pytest.mark.parametrize("name", TARGETS)
+def test_every_target_expands_into_a_valid_study_at_both_scales(name):
+    target = get_target(name)
+    paper, ci = target.study("paper"), target.study("ci")
+    assert paper.cells and ci.cells and not paper.refused and not ci.refused
+    assert "[ci scale:" in target.heading("ci") and "[paper scale]" in target.heading("paper")
+    # every published row (or claim) is either measured by some cell of the paper-scale study, or says why not
+    rows = compare(target, "paper", [])
+    for row in rows:
+        assert row.verdict.startswith("not run: "), row
+        assert "not part of the paper-scale study" not in row.verdict, f"{name}: {row.key} has no cell"
+    # the ci scale only reduces: same methods and datasets
+    assert {c.method for c in ci.cells} == {c.method for c in paper.cells}
+    assert {c.dataset for c in ci.cells} == {c.dataset for c in paper.cells}
+
+
+@pytest.mark.skipif(not SHARED_PAPERS.is_dir(), reason="needs ../shared/papers beside the checkout")
+def test_packaged_published_tables_are_the_papers_copies():
+    for name in ("neuncut_table1_hparams.csv", "neuncut_table2.csv", "neuncut_table8.csv", "cnc_tables.csv"):
+        packaged = read_published(name)
+        with open(SHARED_PAPERS / name, newline="") as fh:
+            original = list(csv.DictReader(fh))
+        assert packaged.to_dict("records") == original
+
+
+HPARAMS = {"MNIST": "mnist", "F-MNIST": "fashion_mnist", "E-MNIST": "emnist_lowercase", "MNIST8M": "mnist8m_like"}
+
+
+def test_paper_scale_presets_equal_table_1():
+    """Every NeuNcut/NeuRcut cell at paper scale on a Table 1 dataset has Table 1's hyper-parameters, except the
+    one its target sweeps (e.g. Table 5's batch size)."""
+    table1 = {HPARAMS[row["dataset"]]: row for row in read_published("neuncut_table1_hparams.csv").to_dict("records")
+              if row["dataset"] in HPARAMS}
+    checked = 0
+    for name in TARGETS:
+        cells = [c for c in get_target(name).study("paper").cells
+                 if c.method in ("neuncut", "neurcut") and c.dataset in table1]
+        for dataset in {c.dataset for c in cells}:
+            ours = [c for c in cells if c.dataset == dataset]
+            values = {key: {repr(_value(c, key)) for c in ours} for key in
+                      ("gamma", "lr", "weight_decay", "batch_size", "epochs", "train_size")}
+            swept = {key for key, seen in values.items() if len(seen) > 1}
+            expected = table1[dataset]
+            for key in set(values) - swept:
+                (value,) = values[key]
+                assert float(eval(value)) == pytest.approx(float(expected[key])), (name, dataset, key)
+                checked += 1
+    assert checked >= 60
+
+
+def _value(cell, key):
+    return cell.protocol["train_size"] if key == "train_size" else cell.method_params[key]
+
+
+# ------------------------------------------------------------------------------------ the renderer
+
+
+def test_verdict_rule():
+    assert verdict(0.854, 0.854, math.nan) == "reproduced"
+    assert verdict(0.854, 0.854 - TOLERANCE, 0.0) == "reproduced"
+    assert verdict(0.854, 0.84, 0.0) == "below"
+    assert verdict(0.854, 0.84, 0.01) == "reproduced"  # within 2 std
+    assert verdict(0.6, 0.7, 0.02) == "above"
+    assert verdict(None, 0.7, 0.0) == "n/a"
+
+
+def _records(target, scale, outcomes):
+    """Synthetic stored records: ``outcomes`` maps (part, method, dataset) to per-seed ACC (None: failed,
+    "missing": data unavailable)."""
+    records = []
+    for cell in target.study(scale).cells:
+        values = outcomes.get((cell.part, cell.method, cell.dataset))
+        if values is None or cell.seed >= len(values):
+            continue
+        config = cell_config(cell, "f" * 8, "cpu")
+        record = {"study": f"{target.name}-{scale}", "key": cell_key(config), "config": config}
+        value = values[cell.seed]
+        if value is None:
+            record.update(status="failed", error="RuntimeError: boom")
+        elif value == "missing":
+            record.update(status="failed", error_kind="data_missing",
+                          error="DataUnavailableError: no valid copy\nTo get it: download X into Y.")
+        else:
+            record.update(status="ok", metrics={"acc": value, "nmi": value - 0.1, "ari": value - 0.2})
+        records.append(record)
+    return records
+
+
+@pytest.fixture(scope="module")
+def table2_rows():
+    target = get_target("neuncut-table2")
+    records = _records(target, "ci", {
+        ("IV", "ncut", "mnist"): [0.850, 0.858],       # mean 0.854 = published: reproduced
+        ("IV", "neuncut", "mnist"): [0.60, 0.62],      # published 0.982: below
+        ("I", "neuncut", "fashion_mnist"): [0.70, 0.70],  # published 0.602: above
+        ("II", "ncut", "mnist"): [None, None],         # failed
+        ("III", "ncut", "mnist"): ["missing", "missing"],
+        ("V", "ncut", "mnist"): [0.827, None],         # one of two seeds failed
+    })
+    return target, compare(target, "ci", records)
+
+
+def _row(rows, **key):
+    return next(row for row in rows if all(row.key[k] == v for k, v in key.items()))
+
+
+def test_rows_get_the_published_value_ours_the_difference_and_the_verdict(table2_rows):
+    _, rows = table2_rows
+    assert len(rows) == 30
+    reproduced = _row(rows, setting="IV", method="Ncut", dataset="MNIST")
+    acc = reproduced.quantities["ACC"]
+    assert (acc.published, acc.mean, acc.n) == (0.854, pytest.approx(0.854), 2)
+    assert acc.std == pytest.approx(np.std([0.850, 0.858], ddof=1))
+    assert acc.delta == pytest.approx(0.0, abs=1e-12) and reproduced.verdict == "reproduced"
+    below = _row(rows, setting="IV", method="NeuNcut", dataset="MNIST")
+    assert below.verdict == "below" and below.quantities["ACC"].delta == pytest.approx(0.61 - 0.982)
+    assert _row(rows, setting="I", method="NeuNcut", dataset="F-MNIST").verdict == "above"
+    assert _row(rows, setting="II", method="Ncut", dataset="MNIST").verdict == "failed: failed: RuntimeError: boom"
+    missing = _row(rows, setting="III", method="Ncut", dataset="MNIST").verdict
+    assert missing == "not run: data missing: To get it: download X into Y."
+    partial = _row(rows, setting="V", method="Ncut", dataset="MNIST")
+    assert partial.verdict == "reproduced" and partial.n_ok == 1 and "1 of 2 cells did not finish" in partial.detail
+    unread = _row(rows, setting="I", method="SpectralNet", dataset="MNIST")  # no published ACC, and not run here
+    assert unread.quantities["ACC"].published is None and unread.verdict.startswith("not run: not run yet")
+    assert summary_counts(rows) == {"reproduced": 2, "below": 1, "above": 1, "not run": 25, "failed": 1}
+
+
+class _Checker(html.parser.HTMLParser):
+    VOID = {"meta", "br", "img", "hr", "link", "input"}
+
+    def __init__(self):
+        super().__init__()
+        self.stack = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        assert self.stack and self.stack[-1] == tag, f"</{tag}> closes <{self.stack[-1] if self.stack else None}>"
+        self.stack.pop()
+
+
+def test_markdown_latex_and_html_are_well_formed(table2_rows):
+    target, rows = table2_rows
+    markdown = to_markdown(target, "ci", rows)
+    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    assert len(lines) == 2 + len(rows) and len({line.count(" | ") for line in lines}) == 1
+    assert "[ci scale:" in markdown and "| IV | Ncut | MNIST | 0.854 | 0.854 ± 0.006 | 0.000 |" in markdown
+    latex = to_latex(target, "ci", rows)
+    assert latex.count("{") == latex.count("}") and latex.count(r"\\") == len(rows) + 1
+    assert r"\begin{tabular}" in latex and r"\end{tabular}" in latex and r"$\pm$" in latex and "%" not in \
+        latex.replace(r"\%", "")
+    columns = len(latex.split(r"\begin{tabular}{")[1].split("}")[0])
+    for line in latex.splitlines():
+        if line.endswith(r"\\"):
+            assert line.count(" & ") == columns - 1, line
+    checker = _Checker()
+    checker.feed(to_html(target, "ci", rows))
+    assert checker.stack == []
+
+
+def test_claims_are_measured_by_their_checks():
+    target = get_target("neuncut-fig4")
+    records = []
+    # per seed: L_orth reaches its floor for gamma >= 80 and leaves it below (the published threshold)
+    for seed in (0, 1):
+        for cell in [c for c in target.study("ci").cells if c.seed == 0]:
+            gamma = cell.method_params["gamma"]
+            config = cell_config(cell, "f", "cpu")
+            config["seed"] = seed
+            orth = 0.256 if gamma >= 80 else 0.256 + 0.1 * (80 - gamma) / 80
+            records.append({"study": "neuncut-fig4-ci", "key": cell_key(config), "config": config, "status": "ok",
+                            "metrics": {"acc": 0.9}, "history": {"orth": [1.0, orth], "trace": [0.0, 0.1]}})
+    floor, threshold = compare(target, "ci", records)
+    assert floor.verdict == "reproduced" and floor.quantities["value"].mean == pytest.approx(0.256)
+    assert threshold.verdict == "reproduced" and threshold.quantities["value"].text == "80, 80 (per seed)"
+
+
+# ------------------------------------------------------------------------------------ bad input, folders
+
+
+def test_unknown_target_lists_the_known_ones(capsys):
+    assert main(["paper", "run", "neuncut-table99"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown paper target 'neuncut-table99'" in err and "neuncut-table2" in err and "cnc-table3" in err
+
+
+def test_show_says_when_a_folder_holds_another_target_or_scale(tmp_path, capsys):
+    write_manifest(tmp_path, get_target("neuncut-fig5"), "ci")
+    (tmp_path / "records").mkdir()
+    assert main(["paper", "show", str(tmp_path), "--target", "neuncut-fig4"]) == 2
+    assert "holds paper target 'neuncut-fig5', not 'neuncut-fig4'" in capsys.readouterr().err
+    assert main(["paper", "show", str(tmp_path), "--scale", "paper"]) == 2
+    assert "at scale 'ci', not 'paper'" in capsys.readouterr().err
+    with pytest.raises(CutbenchError, match="holds paper target 'neuncut-fig5' at scale 'ci', not 'neuncut-fig4'"):
+        write_manifest(tmp_path, get_target("neuncut-fig4"), "ci")
+    (tmp_path / MANIFEST).write_text("{not json")
+    with pytest.raises(CutbenchError, match="is damaged"):
+        folder_target(tmp_path)
+    other = tmp_path / "plain"
+    other.mkdir()
+    with pytest.raises(CutbenchError, match="not a paper run's folder"):
+        folder_target(other)
+
+
+def test_bad_target_files_are_clear_errors(tmp_path):
+    good = Path(list_targets()["neuncut-fig5"]).read_text()
+    cases = {
+        "unknown key(s) colour": good + "colour: red\n",
+        "must equal the file name": good.replace("name: neuncut-fig5", "name: other"),
+        "claim check 'median' is unknown": good.replace("check: iterations_to_floor", "check: median"),
+        "figure kind 'pie' is unknown": good.replace("kind: curves", "kind: pie"),
+    }
+    for message, text in cases.items():
+        path = tmp_path / "neuncut-fig5.yaml"
+        path.write_text(text)
+        with pytest.raises(CutbenchError, match=re.escape(message)):
+            load_target(path)
+
+
+# ------------------------------------------------------------------------------------------ end to end
+
+
+def test_a_ci_target_end_to_end_through_the_cli_and_the_report(tmp_path, capsys):
+    """Figure 1 at ci scale (one seed, one shape, fewer epochs to stay well under a minute): run, resume,
+    show, report."""
+    out = tmp_path / "fig1"
+    argv = ["paper", "run", "neuncut-fig1", "--scale", "ci", "--out", str(out), "--only", "seed=0",
+            "--only", "dataset=double_rings", "--set", "neuncut.epochs=5", "--threads", "1"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "[ci scale: 100,000 points per shape" in text and "1 ok" in text
+    assert json.loads((out / MANIFEST).read_text()) == {"target": "neuncut-fig1", "scale": "ci"}
+    for name in ("paper.md", "paper.tex", "paper.html", "paper_figure.png", "paper_figure.pdf"):
+        assert (out / name).is_file(), name
+    markdown = (out / "paper.md").read_text()
+    assert "| 1 | double rings | ACC | 1.0 |" in markdown and "| 1 | double C | ACC | 1.0 |" in markdown
+    assert "not run: no finished cell" in markdown  # the double C was left out with --only
+    assert main(argv) == 0  # an interrupted or finished run resumes: nothing runs twice
+    assert "1 already stored" in capsys.readouterr().out
+    assert main(["paper", "show", str(out), "--target", "neuncut-fig1", "--scale", "ci"]) == 0
+    report = reproduction_report([tmp_path])
+    assert "| neuncut-fig1 | ci | 2 |" in report and "Verdict rule" in report
+    store = ResultStore(out)
+    (record,) = store.records()
+    assert record["config"]["dataset"]["params"]["n"] == 100_000 and record["n_fit"] == 10_000
