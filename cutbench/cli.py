@@ -190,13 +190,13 @@ def cmd_paper_run(args) -> int:
         study = expand_study(raw, source=target.path)
         cells = select_cells(study.cells, args.only) if args.only else study.cells
         out = root / f"{target.name}-{args.scale}" if several or not args.out else root
-        print(f"{target.heading(args.scale)}")
+        print(target.heading(args.scale, tuple(args.set)))
         if args.dry_run:
             for i, cell in enumerate(cells, 1):
                 print(f"[{i}/{len(cells)}] {cell.label()}")
             print(f"{len(cells)} cells -> {out}")
             continue
-        write_manifest(out, target, args.scale)
+        write_manifest(out, target, args.scale, tuple(args.set))
         counts = _execute(study, cells, out, args)
         rows, written = render_paper_target(ResultStore(out), out)
         print("wrote " + ", ".join(str(p) for p in written))

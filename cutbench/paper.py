@@ -133,11 +133,13 @@ class Target:
     def study(self, scale: str) -> Study:
         return expand_study(self.study_mapping(scale), source=self.path)
 
-    def heading(self, scale: str) -> str:
-        """The title, saying which scale: a ci-scale table must not pass for the paper's protocol."""
+    def heading(self, scale: str, overrides=()) -> str:
+        """The title, saying which scale (a ci-scale table must not pass for the paper's protocol) and any
+        ``--set`` overrides the run was given."""
+        changed = f"; with --set {', '.join(overrides)}" if overrides else ""
         if scale == "ci":
-            return f"{self.title} [ci scale: {self.ci_why}]"
-        return f"{self.title} [paper scale]"
+            return f"{self.title} [ci scale: {self.ci_why}{changed}]"
+        return f"{self.title} [paper scale{changed}]"
 
     def matches(self, row, fields: dict) -> bool:
         """Whether a cell with ``fields`` (see :func:`cutbench.study.config_fields`) belongs to published ``row``."""
@@ -269,16 +271,19 @@ def record_fields(record: dict) -> dict:
     return config_fields(record["config"])
 
 
-def write_manifest(folder: Path, target: Target, scale: str) -> None:
-    """Mark ``folder`` as holding ``target`` at ``scale``; refuse a folder that holds another one."""
+def write_manifest(folder: Path, target: Target, scale: str, overrides: tuple = ()) -> None:
+    """Mark ``folder`` as holding ``target`` at ``scale`` (and every ``--set`` override used on it so far);
+    refuse a folder that holds another target or scale."""
     folder = Path(folder)
     existing = read_manifest(folder)
     if existing is not None and (existing["target"], existing["scale"]) != (target.name, scale):
         raise CutbenchError(f"{folder} holds paper target {existing['target']!r} at scale {existing['scale']!r}, not "
                             f"{target.name!r} at {scale!r}; give another --out.")
     folder.mkdir(parents=True, exist_ok=True)
-    if existing is None:
-        (folder / MANIFEST).write_text(json.dumps({"target": target.name, "scale": scale}, indent=1) + "\n")
+    used = list(dict.fromkeys([*(existing or {}).get("overrides", []), *overrides]))
+    manifest = {"target": target.name, "scale": scale, **({"overrides": used} if used else {})}
+    if manifest != existing:
+        (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
 
 
 def read_manifest(folder: Path) -> dict | None:
@@ -288,14 +293,17 @@ def read_manifest(folder: Path) -> dict | None:
     try:
         manifest = json.loads(path.read_text())
         check_scale(manifest["scale"])
-        return {"target": str(manifest["target"]), "scale": manifest["scale"]}
-    except (ValueError, KeyError, TypeError, CutbenchError) as exc:
+        overrides = [str(o) for o in manifest.get("overrides", [])]
+        return {"target": str(manifest["target"]), "scale": manifest["scale"],
+                **({"overrides": overrides} if overrides else {})}
+    except (ValueError, KeyError, TypeError, AttributeError, CutbenchError) as exc:
         raise CutbenchError(f"{path} is damaged ({exc}); it should read "
                             '{"target": "<name>", "scale": "ci" or "paper"}.') from None
 
 
 def folder_target(folder: Path, *, target: str | None = None, scale: str | None = None) -> tuple[Target, str]:
-    """The target and scale of a paper run's folder; it must be the ``target``/``scale`` asked for, if any."""
+    """The target and scale of a paper run's folder; it must be the ``target``/``scale`` asked for, if any.
+    (:func:`read_manifest` also gives the overrides the runs were given.)"""
     manifest = read_manifest(folder)
     if manifest is None:
         raise CutbenchError(f"{folder} is not a paper run's folder (no {MANIFEST}); make one with "

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import html
 import math
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from cutbench import CutbenchError
-from cutbench.paper import MANIFEST, Target, folder_target, record_fields
+from cutbench.paper import MANIFEST, Target, folder_target, read_manifest, record_fields
 from cutbench.reports import html as pages
 from cutbench.reports.plots import new_figure, save_figure, series_colors
 from cutbench.reports.tables import latex_escape
@@ -387,9 +388,9 @@ def summary_line(rows: list[Row]) -> str:
     return ", ".join(f"{n} {word}" for word, n in summary_counts(rows).items())
 
 
-def to_markdown(target: Target, scale: str, rows: list[Row]) -> str:
+def to_markdown(target: Target, heading: str, rows: list[Row]) -> str:
     columns = table_columns(rows)
-    lines = [f"### {target.heading(scale)}", "", f"Source: {target.source}. {summary_line(rows)}.", "",
+    lines = [f"### {heading}", "", f"Source: {target.source}. {summary_line(rows)}.", "",
              "| " + " | ".join(columns) + " |",
              "| " + " | ".join("---:" if " " in c and c.split()[-1] in ("paper", "ours", "Δ") else ":---"
                                for c in columns) + " |"]
@@ -397,7 +398,7 @@ def to_markdown(target: Target, scale: str, rows: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_latex(target: Target, scale: str, rows: list[Row]) -> str:
+def to_latex(target: Target, heading: str, rows: list[Row]) -> str:
     columns = table_columns(rows)
     align = "".join("r" if c.split()[-1] in ("paper", "ours", "Δ") else "l" for c in columns)
     body = [" & ".join(latex_escape(c) for c in columns) + r" \\"]
@@ -405,7 +406,7 @@ def to_latex(target: Target, scale: str, rows: list[Row]) -> str:
         body.append(" & ".join(latex_escape(c).replace(latex_escape(" ± "), r" $\pm$ ")
                                for c in table_cells(row)) + r" \\")
     return "\n".join([r"\begin{table}[t]", r"\centering", r"\small",
-                      rf"\caption{{{latex_escape(target.heading(scale))}. {latex_escape(summary_line(rows))}.}}",
+                      rf"\caption{{{latex_escape(heading)}. {latex_escape(summary_line(rows))}.}}",
                       rf"\begin{{tabular}}{{{align}}}", r"\toprule", body[0], r"\midrule", *body[1:],
                       r"\bottomrule", r"\end{tabular}", r"\end{table}", ""])
 
@@ -413,7 +414,7 @@ def to_latex(target: Target, scale: str, rows: list[Row]) -> str:
 _VERDICT_CLASS = {"reproduced": "improvement", "below": "regression", "above": "improvement", "differs": "regression"}
 
 
-def to_html(target: Target, scale: str, rows: list[Row]) -> str:
+def to_html(target: Target, heading: str, rows: list[Row]) -> str:
     columns = table_columns(rows)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = []
@@ -429,6 +430,10 @@ def to_html(target: Target, scale: str, rows: list[Row]) -> str:
 # ---------------------------------------------------------------------------------------------- figures
 
 
+def _wrapped(title: str, width: int = 110) -> str:
+    return textwrap.fill(title, width)
+
+
 def _row_label(row: Row, skip: Sequence[str] = ()) -> str:
     return " · ".join(str(v) for k, v in row.key.items() if k not in skip)
 
@@ -438,7 +443,7 @@ def _primary(rows: list[Row]) -> str | None:
     return "ACC" if "ACC" in names else (names[0] if names else None)
 
 
-def plot_bars(target: Target, scale: str, rows: list[Row], stem: Path) -> list[Path]:
+def plot_bars(target: Target, heading: str, rows: list[Row], stem: Path) -> list[Path]:
     """Published (hatched) and ours (mean ± std) per row, for the primary quantity."""
     quantity = _primary(rows)
     shown = [row for row in rows if quantity and (row.quantities[quantity].published is not None
@@ -450,18 +455,18 @@ def plot_bars(target: Target, scale: str, rows: list[Row], stem: Path) -> list[P
     ours = [row.quantities[quantity].mean for row in shown]
     err = [row.quantities[quantity].std if math.isfinite(row.quantities[quantity].std) else 0 for row in shown]
     axes.bar(x - 0.2, paper, 0.4, label="published", color="#c9cfdb", hatch="//", edgecolor="#5b6375")
-    axes.bar(x + 0.2, ours, 0.4, yerr=err, label=f"ours ({scale} scale)", color="#2f6db5", capsize=2)
+    axes.bar(x + 0.2, ours, 0.4, yerr=err, label="ours", color="#2f6db5", capsize=2)
     for i in range(len(shown)):
         if not math.isfinite(ours[i]):
             axes.text(x[i] + 0.2, 0.02, "not run", rotation=90, fontsize=7, ha="center", va="bottom")
     axes.set_xticks(x, [_row_label(r) for r in shown], rotation=60, ha="right", fontsize=7)
     axes.set_ylabel(quantity or "")
-    axes.set_title(target.heading(scale), fontsize=8)
+    axes.set_title(_wrapped(heading), fontsize=8)
     axes.legend(fontsize=8)
     return save_figure(figure, stem)
 
 
-def plot_sweep(target: Target, scale: str, rows: list[Row], stem: Path) -> list[Path]:
+def plot_sweep(target: Target, heading: str, rows: list[Row], stem: Path) -> list[Path]:
     """The primary quantity against a swept key column; ours as lines with bands, published as markers."""
     x_column = target.figure["x"]
     quantity = _primary(rows)
@@ -487,12 +492,12 @@ def plot_sweep(target: Target, scale: str, rows: list[Row], stem: Path) -> list[
         axes.set_xscale("log")
     axes.set_xlabel(x_column)
     axes.set_ylabel(quantity or "")
-    axes.set_title(target.heading(scale), fontsize=8)
+    axes.set_title(_wrapped(heading), fontsize=8)
     axes.legend(fontsize=7)
     return save_figure(figure, stem)
 
 
-def plot_gamma(target: Target, scale: str, records: list[dict], rows: list[Row], stem: Path) -> list[Path]:
+def plot_gamma(target: Target, heading: str, records: list[dict], rows: list[Row], stem: Path) -> list[Path]:
     """Fig. 3 (ACC against γ, the published stable range shaded) or Fig. 4 (L_Lap and L_orth at each γ,
     the floor and the chosen γ marked, the published values dashed)."""
     search = target.figure["kind"] == "gamma_search"
@@ -533,11 +538,11 @@ def plot_gamma(target: Target, scale: str, records: list[dict], rows: list[Row],
         axes.set_xlabel("γ")
         axes.set_title(f"{dataset}", fontsize=9)
         axes.legend(fontsize=7)
-    figure.suptitle(target.heading(scale), fontsize=8)
+    figure.suptitle(_wrapped(heading), fontsize=8)
     return save_figure(figure, stem)
 
 
-def plot_curves(target: Target, scale: str, records: list[dict], stem: Path) -> list[Path]:
+def plot_curves(target: Target, heading: str, records: list[dict], stem: Path) -> list[Path]:
     """Fig. 5: L_orth and L_Lap against the training iteration, one line per seed."""
     figure = new_figure((9.0, 3.8), 120)
     ok = [r for r in records if r["status"] == "ok" and (r.get("history") or {}).get("orth")]
@@ -551,11 +556,11 @@ def plot_curves(target: Target, scale: str, records: list[dict], stem: Path) -> 
         axes.set_xlabel("iteration")
         axes.set_ylabel(f"{label} (epoch mean)")
         axes.legend(fontsize=7)
-    figure.suptitle(target.heading(scale), fontsize=8)
+    figure.suptitle(_wrapped(heading), fontsize=8)
     return save_figure(figure, stem)
 
 
-def plot_predictions(target: Target, scale: str, store, records: list[dict], stem: Path) -> list[Path]:
+def plot_predictions(target: Target, heading: str, store, records: list[dict], stem: Path) -> list[Path]:
     """Fig. 1: what the paper shows (the true shapes, 'nearly 100 %') beside what NeuNcut labels here."""
     from cutbench.datasets import load_dataset
 
@@ -577,7 +582,7 @@ def plot_predictions(target: Target, scale: str, store, records: list[dict], ste
             axes.set_aspect("equal")
             axes.set_xticks([])
             axes.set_yticks([])
-    figure.suptitle(target.heading(scale), fontsize=8)
+    figure.suptitle(_wrapped(heading), fontsize=8)
     return save_figure(figure, stem)
 
 
@@ -589,6 +594,7 @@ def render_paper_target(store, folder: Path, *, target: str | None = None, scale
     """Write ``paper.md``, ``paper.tex``, ``paper.html`` (styled, self-contained) and the figure of the paper
     run in ``folder`` (see :func:`cutbench.paper.folder_target`); return the rows and the files."""
     found, scale = folder_target(folder, target=target, scale=scale)
+    heading = found.heading(scale, read_manifest(folder).get("overrides", ()))
     records = [r for r in store.latest_by_configuration().values()
                if str(r.get("study", "")) == f"{found.name}-{scale}"]
     others = sorted({str(r.get("study")) for r in store.latest_by_configuration().values()} - {f"{found.name}-{scale}"})
@@ -597,32 +603,32 @@ def render_paper_target(store, folder: Path, *, target: str | None = None, scale
                             "one scale; run the others into folders of their own.")
     rows = compare(found, scale, records)
     written = []
-    markdown = to_markdown(found, scale, rows)
-    for name, text in (("paper.md", markdown), ("paper.tex", to_latex(found, scale, rows))):
+    markdown = to_markdown(found, heading, rows)
+    for name, text in (("paper.md", markdown), ("paper.tex", to_latex(found, heading, rows))):
         (folder / name).write_text(text)
         written.append(folder / name)
     kind = found.figure["kind"]
     stem = folder / "paper_figure"
     plots = []
     if kind == "bars":
-        plots = plot_bars(found, scale, rows, stem)
+        plots = plot_bars(found, heading, rows, stem)
     elif kind == "sweep":
-        plots = plot_sweep(found, scale, rows, stem)
+        plots = plot_sweep(found, heading, rows, stem)
     elif kind in ("gamma_sensitivity", "gamma_search"):
-        plots = plot_gamma(found, scale, records, rows, stem)
+        plots = plot_gamma(found, heading, records, rows, stem)
     elif kind == "curves":
-        plots = plot_curves(found, scale, records, stem)
+        plots = plot_curves(found, heading, records, stem)
     elif kind == "predictions":
-        plots = plot_predictions(found, scale, store, records, stem)
+        plots = plot_predictions(found, heading, store, records, stem)
     written += plots
-    sections = [pages.section("Published beside ours", to_html(found, scale, rows))]
+    sections = [pages.section("Published beside ours", to_html(found, heading, rows))]
     if plots:
-        sections.append(pages.section("Figure", pages.figure(plots[0], found.heading(scale))))
+        sections.append(pages.section("Figure", pages.figure(plots[0], heading)))
     if found.notes:
         sections.append(pages.section("Notes", "".join(f"<p>{html.escape(n)}</p>" for n in found.notes)))
     if records:
         sections.append(pages.section("Provenance", pages.provenance(records)))
-    (folder / "paper.html").write_text(pages.page(found.heading(scale), f"{len(records)} cells in {folder}", sections))
+    (folder / "paper.html").write_text(pages.page(heading, f"{len(records)} cells in {folder}", sections))
     written.append(folder / "paper.html")
     echo(markdown)
     return rows, written
@@ -671,6 +677,7 @@ def reproduction_report(paths: Sequence[Path], evidence: str | None = None) -> s
     sections, summary, totals = [], [], {}
     for folder in paper_folders(paths):
         target, scale = folder_target(folder)
+        heading = target.heading(scale, read_manifest(folder).get("overrides", ()))
         store = ResultStore(folder)
         records = [r for r in store.latest_by_configuration().values()
                    if str(r.get("study", "")) == f"{target.name}-{scale}"]
@@ -682,7 +689,7 @@ def reproduction_report(paths: Sequence[Path], evidence: str | None = None) -> s
         machines = sorted({(r.get("provenance") or {}).get("cpu") or "unknown" for r in records})
         summary.append(f"| {target.name} | {scale} | {len(rows)} | "
                        + " | ".join(str(counts.get(word, 0)) for word in VERDICTS) + f" | {cell_seconds / 60:.1f} |")
-        body = [to_markdown(target, scale, rows).replace("### ", "### ", 1),
+        body = [to_markdown(target, heading, rows),
                 f"{len(records)} cells, {cell_seconds / 60:.1f} min of cell time on {', '.join(machines) or '-'}."]
         body += [f"- {note}" for note in target.notes]
         if scale == "ci" and target.paper_scale:

@@ -175,11 +175,11 @@ class _Checker(html.parser.HTMLParser):
 
 def test_markdown_latex_and_html_are_well_formed(table2_rows):
     target, rows = table2_rows
-    markdown = to_markdown(target, "ci", rows)
+    markdown = to_markdown(target, target.heading("ci"), rows)
     lines = [line for line in markdown.splitlines() if line.startswith("|")]
     assert len(lines) == 2 + len(rows) and len({line.count(" | ") for line in lines}) == 1
     assert "[ci scale:" in markdown and "| IV | Ncut | MNIST | 0.854 | 0.854 ± 0.006 | 0.000 |" in markdown
-    latex = to_latex(target, "ci", rows)
+    latex = to_latex(target, target.heading("ci"), rows)
     assert latex.count("{") == latex.count("}") and latex.count(r"\\") == len(rows) + 1
     assert r"\begin{tabular}" in latex and r"\end{tabular}" in latex and r"$\pm$" in latex and "%" not in \
         latex.replace(r"\%", "")
@@ -188,7 +188,7 @@ def test_markdown_latex_and_html_are_well_formed(table2_rows):
         if line.endswith(r"\\"):
             assert line.count(" & ") == columns - 1, line
     checker = _Checker()
-    checker.feed(to_html(target, "ci", rows))
+    checker.feed(to_html(target, target.heading("ci"), rows))
     assert checker.stack == []
 
 
@@ -263,10 +263,12 @@ def test_a_ci_target_end_to_end_through_the_cli_and_the_report(tmp_path, capsys)
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "[ci scale: 100,000 points per shape" in text and "1 ok" in text
-    assert json.loads((out / MANIFEST).read_text()) == {"target": "neuncut-fig1", "scale": "ci"}
+    assert json.loads((out / MANIFEST).read_text()) == {"target": "neuncut-fig1", "scale": "ci",
+                                                         "overrides": ["neuncut.epochs=5"]}
     for name in ("paper.md", "paper.tex", "paper.html", "paper_figure.png", "paper_figure.pdf"):
         assert (out / name).is_file(), name
     markdown = (out / "paper.md").read_text()
+    assert "NeuNcut trained on 10,000 of them as in the paper, 2 seeds; with --set neuncut.epochs=5]" in markdown
     assert "| 1 | double rings | ACC | 1.0 |" in markdown and "| 1 | double C | ACC | 1.0 |" in markdown
     assert "not run: no finished cell" in markdown  # the double C was left out with --only
     assert main(argv) == 0  # an interrupted or finished run resumes: nothing runs twice
