@@ -39,6 +39,8 @@ from pathlib import Path
 import pandas as pd
 
 from cutbench import CutbenchError
+from cutbench.runner import cell_config
+from cutbench.store import cell_key
 from cutbench.study import Study, apply_override, config_fields, expand_study, read_yaml, strip_lines
 
 SCALES = ("ci", "paper")
@@ -130,8 +132,12 @@ class Target:
                     raise CutbenchError(f"{self.path}: ci override {override!r}: {exc}") from None
         return raw
 
-    def study(self, scale: str) -> Study:
-        return expand_study(self.study_mapping(scale), source=self.path)
+    def study(self, scale: str, overrides=()) -> Study:
+        """The expanded study of ``scale``, with a run's ``--set`` ``overrides`` applied after the scale's."""
+        raw = self.study_mapping(scale)
+        for override in overrides:
+            apply_override(raw, override)
+        return expand_study(raw, source=self.path)
 
     def heading(self, scale: str, overrides=()) -> str:
         """The title, saying which scale (a ci-scale table must not pass for the paper's protocol) and any
@@ -271,6 +277,25 @@ def record_fields(record: dict) -> dict:
     return config_fields(record["config"])
 
 
+def _signature(config: dict) -> str:
+    """A configuration's identity apart from where and by which version it ran (the device ``auto`` resolves
+    to on the machine, the cutbench version) and the data's fingerprint."""
+    kept = {k: v for k, v in config.items() if k not in ("device", "cutbench_version")}
+    return cell_key(kept)
+
+
+def folder_records(folder: Path, store) -> tuple[Target, str, Study, list[dict], int]:
+    """The target, scale and study (with the run's overrides) of a paper run's folder, the latest stored records
+    of its cells, and how many stored records were left out because the target's study, as defined now, has
+    no such cell (records of an earlier definition of the target)."""
+    target, scale = folder_target(folder)
+    study = target.study(scale, read_manifest(folder).get("overrides", ()))
+    wanted = {_signature(cell_config(cell, None, cell.device)) for cell in study.cells}
+    stored = list(store.latest_by_configuration().values())
+    current = [r for r in stored if _signature(r["config"]) in wanted]
+    return target, scale, study, current, len(stored) - len(current)
+
+
 def write_manifest(folder: Path, target: Target, scale: str, overrides: tuple = ()) -> None:
     """Mark ``folder`` as holding ``target`` at ``scale`` (and every ``--set`` override used on it so far);
     refuse a folder that holds another target or scale."""
@@ -317,5 +342,5 @@ def folder_target(folder: Path, *, target: str | None = None, scale: str | None 
 
 
 __all__ = ["CLAIM_CHECKS", "FIGURE_KINDS", "MANIFEST", "SCALES", "Claim", "Match", "Target", "check_scale",
-           "folder_target", "get_target", "list_targets", "load_target", "read_manifest", "read_published",
+           "folder_records", "folder_target", "get_target", "list_targets", "load_target", "read_manifest", "read_published",
            "record_fields", "write_manifest"]

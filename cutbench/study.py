@@ -506,6 +506,10 @@ def _expand_scope(raw: dict, part: str | None, timing: dict, source) -> tuple[li
                 refused.append(f"{d_name} · {m_name}: {m_name} takes the affinity kinds {', '.join(kinds)}, not "
                                f"{kind!r}")
                 continue
+            try:  # rules between a parameter and the affinity it now has (e.g. a bandwidth rule)
+                get_method(m_name)(**params)._check_param_relations()
+            except CutbenchError as exc:
+                raise CutbenchError(f"{m_where}: {exc}") from None
         cells.append(Cell(dataset=d_name, dataset_params=d_params, features=features, method=m_name,
                           method_params=params, protocol=protocol, seed=seed, device=device, timing=timing,
                           part=part))

@@ -49,7 +49,7 @@ from sklearn.cluster import KMeans as SklearnKMeans
 
 from cutbench import CutbenchError
 from cutbench._validation import check_batch_size, seed_generators
-from cutbench.affinity import check_batch_size_for, prepare_affinity
+from cutbench.affinity import check_batch_size_for, prepare_affinity, resolve_affinity
 from cutbench.graph import Affinity, global_median_sigma, l2_normalize_rows, local_median_affinity
 from cutbench.methods._training import ACTIVATIONS, Trainer, forward_in_chunks, plateau_schedule, seeded_mlp
 from cutbench.methods.base import AFFINITY, EVERY_AFFINITY, Capabilities, ClusteringMethod, EmbeddingMixin
@@ -292,6 +292,12 @@ class SpectralNet(EmbeddingMixin, ClusteringMethod):
         self.predict_batch_size = predict_batch_size
         self.device = device
         self.random_state = random_state
+
+    def _check_param_relations(self):
+        spec = resolve_affinity(self.affinity)
+        if self.scale != "affinity" and not isinstance(spec, Affinity) and getattr(spec, "kernel", None) is None:
+            raise CutbenchError(f"scale={self.scale!r} sets the bandwidth of a heat kernel, but the "
+                                f"{type(spec).__name__} affinity has none; use scale='affinity'.")
 
     def _check_kernel(self, prepared, batch_size: int):
         check_batch_size_for(prepared, batch_size)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from cutbench import CutbenchError
-from cutbench.paper import MANIFEST, Target, folder_target, read_manifest, record_fields
+from cutbench.paper import MANIFEST, Target, folder_records, folder_target, read_manifest, record_fields
 from cutbench.reports import html as pages
 from cutbench.reports.plots import new_figure, save_figure, series_colors
 from cutbench.reports.tables import latex_escape
@@ -132,6 +132,12 @@ def _first_line(text: str | None) -> str:
     return (text or "").strip().splitlines()[0] if text else ""
 
 
+def _failure(record: dict) -> str:
+    """``failed: ERROR`` (``failed: timeout: ...`` for a cell that ran out of time)."""
+    status = "" if record["status"] == "failed" else f"{record['status']}: "
+    return f"failed: {status}{_first_line(record.get('error'))}"
+
+
 def _missing_data_reason(records: list[dict]) -> str | None:
     for record in records:
         if record.get("error_kind") == "data_missing":
@@ -144,12 +150,13 @@ def _missing_data_reason(records: list[dict]) -> str | None:
 # --------------------------------------------------------------------------------------------- comparing
 
 
-def compare(target: Target, scale: str, records: list[dict]) -> list[Row]:
-    """One :class:`Row` per published row (or claim) of ``target``, from this folder's ``records``."""
+def compare(target: Target, scale: str, records: list[dict], study=None) -> list[Row]:
+    """One :class:`Row` per published row (or claim) of ``target``, from the ``records`` of its ``study``
+    (default: the study of ``scale``)."""
     if target.claims:
         return [_claim_row(target, claim, records) for claim in target.claims]
     fields = [(record, record_fields(record)) for record in records]
-    study_cells = [cell.fields() for cell in target.study(scale).cells]
+    study_cells = [cell.fields() for cell in (study or target.study(scale)).cells]
     rows = []
     for _, published in target.published().iterrows():
         key = {column: published[column] for column in target.key}
@@ -172,8 +179,7 @@ def compare(target: Target, scale: str, records: list[dict]) -> list[Row]:
                 row.detail = _hardware_note(target, published, ok)
         elif matching:
             missing = _missing_data_reason(matching)
-            row.verdict = (f"not run: {missing}" if missing else
-                           f"failed: {matching[0]['status']}: {_first_line(matching[0].get('error'))}")
+            row.verdict = f"not run: {missing}" if missing else _failure(matching[0])
         else:
             reason = target.not_run_reason(published)
             if reason is None:
@@ -232,6 +238,13 @@ def _by_setting(cells, over: str) -> dict:
     return groups
 
 
+def _order(value) -> tuple:
+    """Settings in a natural order: networks by depth then widths, numbers by value."""
+    if isinstance(value, tuple):
+        return (len(value), value)
+    return (0, (value,)) if isinstance(value, (int, float)) else (1, (str(value),))
+
+
 def _setting_text(value) -> str:
     return "x".join(map(str, value)) if isinstance(value, tuple) else f"{value:g}" if isinstance(value, float) \
         else str(value)
@@ -249,8 +262,7 @@ def _claim_row(target: Target, claim, records: list[dict]) -> Row:
               seeds=sorted({r["config"]["seed"] for r, _ in cells}))
     if not cells:
         failed = [r for r in records if r["status"] != "ok"]
-        row.verdict = ("not run: no finished cell for this claim" if not failed else
-                       f"failed: {failed[0]['status']}: {_first_line(failed[0].get('error'))}")
+        row.verdict = "not run: no finished cell for this claim" if not failed else _failure(failed[0])
         return row
     check = claim.check
     if check == "mean":
@@ -264,7 +276,7 @@ def _claim_row(target: Target, claim, records: list[dict]) -> Row:
         q.text = f"{_setting_text(best)} (ACC {means[best]:.3f})"
         row.verdict = "reproduced" if _setting_text(best) == text else "differs"
         row.detail = "mean ACC per setting: " + ", ".join(f"{_setting_text(v)} {m:.3f}" for v, m in
-                                                          sorted(means.items(), key=lambda item: str(item[0])))
+                                                          sorted(means.items(), key=lambda item: _order(item[0])))
     elif check == "stable_range":
         groups = _by_setting(cells, claim.over)
         means = {float(value): _mean_std([record_value(r, "metrics.acc") for r in rs])[0]
@@ -336,13 +348,15 @@ def _iterations_to_floor(record: dict) -> float:
 # ----------------------------------------------------------------------------------------------- tables
 
 
-def _fmt(value: float, *, decimals: int = 3, sign: bool = False) -> str:
+def _decimals_for(value: float, decimals: int = 3) -> int:
+    """3 decimals for metrics; fewer for larger numbers (times, iteration counts)."""
+    return 0 if abs(value) >= 100 else min(decimals, 1) if abs(value) >= 10 else decimals
+
+
+def _fmt(value: float, *, decimals: int | None = None, sign: bool = False) -> str:
     if value is None or not math.isfinite(value):
         return "—"
-    if abs(value) >= 100:
-        decimals = 0
-    elif abs(value) >= 10:
-        decimals = min(decimals, 1)
+    decimals = _decimals_for(value) if decimals is None else decimals
     text = f"{value:+.{decimals}f}" if sign else f"{value:.{decimals}f}"
     return text.replace("-0.000", "0.000").replace("+0.000", "0.000")
 
@@ -352,7 +366,8 @@ def _ours(q: Quantity, plus_minus: str = " ± ") -> str:
         return q.text
     if not math.isfinite(q.mean):
         return "—"
-    return _fmt(q.mean) + (plus_minus + _fmt(q.std) if math.isfinite(q.std) else "")
+    decimals = _decimals_for(q.mean)
+    return _fmt(q.mean) + (plus_minus + _fmt(q.std, decimals=decimals) if math.isfinite(q.std) else "")
 
 
 def _published_text(q: Quantity) -> str:
@@ -430,8 +445,9 @@ def to_html(target: Target, heading: str, rows: list[Row]) -> str:
 # ---------------------------------------------------------------------------------------------- figures
 
 
-def _wrapped(title: str, width: int = 110) -> str:
-    return textwrap.fill(title, width)
+def _wrapped(title: str, figure_width: float = 8.0) -> str:
+    """The title broken into lines that fit a figure ``figure_width`` inches wide at 8 points."""
+    return textwrap.fill(title, max(40, int(15 * figure_width)))
 
 
 def _row_label(row: Row, skip: Sequence[str] = ()) -> str:
@@ -461,7 +477,7 @@ def plot_bars(target: Target, heading: str, rows: list[Row], stem: Path) -> list
             axes.text(x[i] + 0.2, 0.02, "not run", rotation=90, fontsize=7, ha="center", va="bottom")
     axes.set_xticks(x, [_row_label(r) for r in shown], rotation=60, ha="right", fontsize=7)
     axes.set_ylabel(quantity or "")
-    axes.set_title(_wrapped(heading), fontsize=8)
+    axes.set_title(_wrapped(heading, figure.get_figwidth()), fontsize=8)
     axes.legend(fontsize=8)
     return save_figure(figure, stem)
 
@@ -492,7 +508,7 @@ def plot_sweep(target: Target, heading: str, rows: list[Row], stem: Path) -> lis
         axes.set_xscale("log")
     axes.set_xlabel(x_column)
     axes.set_ylabel(quantity or "")
-    axes.set_title(_wrapped(heading), fontsize=8)
+    axes.set_title(_wrapped(heading, figure.get_figwidth()), fontsize=8)
     axes.legend(fontsize=7)
     return save_figure(figure, stem)
 
@@ -538,7 +554,7 @@ def plot_gamma(target: Target, heading: str, records: list[dict], rows: list[Row
         axes.set_xlabel("γ")
         axes.set_title(f"{dataset}", fontsize=9)
         axes.legend(fontsize=7)
-    figure.suptitle(_wrapped(heading), fontsize=8)
+    figure.suptitle(_wrapped(heading, figure.get_figwidth()), fontsize=8)
     return save_figure(figure, stem)
 
 
@@ -556,7 +572,7 @@ def plot_curves(target: Target, heading: str, records: list[dict], stem: Path) -
         axes.set_xlabel("iteration")
         axes.set_ylabel(f"{label} (epoch mean)")
         axes.legend(fontsize=7)
-    figure.suptitle(_wrapped(heading), fontsize=8)
+    figure.suptitle(_wrapped(heading, figure.get_figwidth()), fontsize=8)
     return save_figure(figure, stem)
 
 
@@ -582,7 +598,7 @@ def plot_predictions(target: Target, heading: str, store, records: list[dict], s
             axes.set_aspect("equal")
             axes.set_xticks([])
             axes.set_yticks([])
-    figure.suptitle(_wrapped(heading), fontsize=8)
+    figure.suptitle(_wrapped(heading, figure.get_figwidth()), fontsize=8)
     return save_figure(figure, stem)
 
 
@@ -593,15 +609,13 @@ def render_paper_target(store, folder: Path, *, target: str | None = None, scale
                         echo=print) -> tuple[list[Row], list[Path]]:
     """Write ``paper.md``, ``paper.tex``, ``paper.html`` (styled, self-contained) and the figure of the paper
     run in ``folder`` (see :func:`cutbench.paper.folder_target`); return the rows and the files."""
-    found, scale = folder_target(folder, target=target, scale=scale)
+    folder_target(folder, target=target, scale=scale)  # the folder holds what was asked for
+    found, scale, study, records, left_out = folder_records(folder, store)
     heading = found.heading(scale, read_manifest(folder).get("overrides", ()))
-    records = [r for r in store.latest_by_configuration().values()
-               if str(r.get("study", "")) == f"{found.name}-{scale}"]
-    others = sorted({str(r.get("study")) for r in store.latest_by_configuration().values()} - {f"{found.name}-{scale}"})
-    if others:
-        raise CutbenchError(f"{folder} also holds records of {', '.join(others)}: a paper folder holds one target at "
-                            "one scale; run the others into folders of their own.")
-    rows = compare(found, scale, records)
+    if left_out:
+        echo(f"{left_out} stored record(s) of {folder} are not cells of {found.name} as defined now (an earlier "
+             "definition of the target): left out.")
+    rows = compare(found, scale, records, study)
     written = []
     markdown = to_markdown(found, heading, rows)
     for name, text in (("paper.md", markdown), ("paper.tex", to_latex(found, heading, rows))):
@@ -676,12 +690,9 @@ def reproduction_report(paths: Sequence[Path], evidence: str | None = None) -> s
 
     sections, summary, totals = [], [], {}
     for folder in paper_folders(paths):
-        target, scale = folder_target(folder)
+        target, scale, study, records, _ = folder_records(folder, ResultStore(folder))
         heading = target.heading(scale, read_manifest(folder).get("overrides", ()))
-        store = ResultStore(folder)
-        records = [r for r in store.latest_by_configuration().values()
-                   if str(r.get("study", "")) == f"{target.name}-{scale}"]
-        rows = compare(target, scale, records)
+        rows = compare(target, scale, records, study)
         counts = summary_counts(rows)
         for word, n in counts.items():
             totals[word] = totals.get(word, 0) + n

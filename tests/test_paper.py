@@ -121,7 +121,7 @@ def _records(target, scale, outcomes):
 @pytest.fixture(scope="module")
 def table2_rows():
     target = get_target("neuncut-table2")
-    records = _records(target, "ci", {
+    records = _records(target, "paper", {
         ("IV", "ncut", "mnist"): [0.850, 0.858],       # mean 0.854 = published: reproduced
         ("IV", "neuncut", "mnist"): [0.60, 0.62],      # published 0.982: below
         ("I", "neuncut", "fashion_mnist"): [0.70, 0.70],  # published 0.602: above
@@ -129,7 +129,7 @@ def table2_rows():
         ("III", "ncut", "mnist"): ["missing", "missing"],
         ("V", "ncut", "mnist"): [0.827, None],         # one of two seeds failed
     })
-    return target, compare(target, "ci", records)
+    return target, compare(target, "paper", records)
 
 
 def _row(rows, **key):
@@ -147,7 +147,7 @@ def test_rows_get_the_published_value_ours_the_difference_and_the_verdict(table2
     below = _row(rows, setting="IV", method="NeuNcut", dataset="MNIST")
     assert below.verdict == "below" and below.quantities["ACC"].delta == pytest.approx(0.61 - 0.982)
     assert _row(rows, setting="I", method="NeuNcut", dataset="F-MNIST").verdict == "above"
-    assert _row(rows, setting="II", method="Ncut", dataset="MNIST").verdict == "failed: failed: RuntimeError: boom"
+    assert _row(rows, setting="II", method="Ncut", dataset="MNIST").verdict == "failed: RuntimeError: boom"
     missing = _row(rows, setting="III", method="Ncut", dataset="MNIST").verdict
     assert missing == "not run: data missing: To get it: download X into Y."
     partial = _row(rows, setting="V", method="Ncut", dataset="MNIST")
@@ -175,11 +175,11 @@ class _Checker(html.parser.HTMLParser):
 
 def test_markdown_latex_and_html_are_well_formed(table2_rows):
     target, rows = table2_rows
-    markdown = to_markdown(target, target.heading("ci"), rows)
+    markdown = to_markdown(target, target.heading("paper"), rows)
     lines = [line for line in markdown.splitlines() if line.startswith("|")]
     assert len(lines) == 2 + len(rows) and len({line.count(" | ") for line in lines}) == 1
-    assert "[ci scale:" in markdown and "| IV | Ncut | MNIST | 0.854 | 0.854 ± 0.006 | 0.000 |" in markdown
-    latex = to_latex(target, target.heading("ci"), rows)
+    assert "[paper scale]" in markdown and "| IV | Ncut | MNIST | 0.854 | 0.854 ± 0.006 | 0.000 |" in markdown
+    latex = to_latex(target, target.heading("paper"), rows)
     assert latex.count("{") == latex.count("}") and latex.count(r"\\") == len(rows) + 1
     assert r"\begin{tabular}" in latex and r"\end{tabular}" in latex and r"$\pm$" in latex and "%" not in \
         latex.replace(r"\%", "")
@@ -188,7 +188,7 @@ def test_markdown_latex_and_html_are_well_formed(table2_rows):
         if line.endswith(r"\\"):
             assert line.count(" & ") == columns - 1, line
     checker = _Checker()
-    checker.feed(to_html(target, target.heading("ci"), rows))
+    checker.feed(to_html(target, target.heading("paper"), rows))
     assert checker.stack == []
 
 

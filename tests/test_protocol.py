@@ -93,3 +93,14 @@ def test_missing_data_is_recorded_as_missing_with_how_to_get_it(tmp_path, monkey
     record, _ = run_cell(cell, DatasetCache(), "p")
     assert record["status"] == "failed" and record["error_kind"] == "data_missing"
     assert "To get it:" in record["error"]
+
+
+def test_a_rule_between_a_parameter_and_the_study_affinity_is_checked_at_expansion():
+    """SpectralNet's default bandwidth rule needs a heat kernel: with a study-level SENet affinity the study is
+    refused before anything runs, naming the fix."""
+    with pytest.raises(CutbenchError, match="use scale='affinity'"):
+        _study(methods=[{"name": "spectralnet", "params": {"batch_size": 100}}],
+               affinity={"kind": "self_expressive", "preset": "senet_cpu"})
+    (cell,) = _study(methods=[{"name": "spectralnet", "params": {"scale": "affinity", "batch_size": 100}}],
+                     affinity={"kind": "self_expressive", "preset": "senet_cpu"}).cells
+    assert cell.method_params["scale"] == "affinity"
