@@ -37,6 +37,7 @@ import pandas as pd
 import psutil
 
 from cutbench import CutbenchError
+from cutbench.atomic import write_atomically
 from cutbench.canonical import canonical_json, json_default
 from cutbench.metrics import METRICS
 
@@ -48,13 +49,6 @@ PREVIOUS_OUTCOMES_KEPT = 20
 _REQUIRED = ("study", "key", "config", "status")
 _REQUIRED_CONFIG = ("dataset", "method", "protocol", "seed")
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
-
-
-def _file_mode() -> int:
-    """``0o666`` less the process umask: what ``open`` would give a new file (mkstemp gives 0o600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def cell_key(config: dict) -> str:
@@ -70,24 +64,11 @@ def configuration_key(config: dict) -> str:
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically, readable as the umask allows; a full disk is a clear error."""
+    """Write ``data`` to ``path`` atomically; a full disk is a clear error."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        write_atomically(path, lambda stream: stream.write(data))
     except OSError as exc:
         raise _write_error(path, exc) from exc
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise _write_error(path, exc) from exc
-        raise
 
 
 def _write_error(path: Path, exc: OSError) -> CutbenchError:

@@ -28,7 +28,6 @@ import os
 import struct
 import sys
 import tarfile
-import tempfile
 import time
 import urllib.request
 import warnings
@@ -41,6 +40,7 @@ from typing import Sequence
 import numpy as np
 
 from cutbench import CutbenchError, CutbenchWarning, DataUnavailableError
+from cutbench.atomic import write_atomically
 
 DATA_ENV = "CUTBENCH_DATA"
 DOWNLOAD_ENV = "CUTBENCH_DOWNLOAD"
@@ -367,35 +367,35 @@ def download(url: str, destination: Path, spec: FileSpec) -> None:
     CutbenchError
         The transfer failed or the downloaded bytes are not the expected file.
     """
-    destination.parent.mkdir(parents=True, exist_ok=True)
     sys.stderr.write(f"downloading {destination.name} from {url} (waiting at most {DOWNLOAD_TIMEOUT:g} s for the "
                      "server)\n")
     sys.stderr.flush()
-    handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".part", dir=destination.parent)
-    temporary = Path(temporary)
-    hashers = {algorithm: hashlib.new(algorithm) for algorithm in spec.algorithms}
-    size = 0
-    try:
-        with os.fdopen(handle, "wb") as output:
-            try:
-                with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response:
-                    length = response.headers.get("Content-Length")
-                    progress = _Progress(destination.name, int(length) if length and length.isdigit() else None)
-                    while chunk := response.read(1 << 20):
-                        output.write(chunk)
-                        size += len(chunk)
-                        for hasher in hashers.values():
-                            hasher.update(chunk)
-                        progress.update(len(chunk))
-                    progress.close()
-            except (OSError, http.client.HTTPException) as error:
-                raise CutbenchError(f"download of {url} failed: {error}") from error
+
+    def fetch_checked(output) -> None:
+        hashers = {algorithm: hashlib.new(algorithm) for algorithm in spec.algorithms}
+        size = 0
+        try:
+            with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response:
+                length = response.headers.get("Content-Length")
+                progress = _Progress(destination.name, int(length) if length and length.isdigit() else None)
+                while chunk := response.read(1 << 20):
+                    output.write(chunk)
+                    size += len(chunk)
+                    for hasher in hashers.values():
+                        hasher.update(chunk)
+                    progress.update(len(chunk))
+                progress.close()
+        except (OSError, http.client.HTTPException) as error:
+            raise CutbenchError(f"download of {url} failed: {error}") from error
         problem = _mismatch(spec, size, {algorithm: hasher.hexdigest() for algorithm, hasher in hashers.items()})
         if problem is not None:
             raise CutbenchError(f"download of {url} is not the expected {spec.name}: {problem}")
-        os.replace(temporary, destination)
-    finally:
-        temporary.unlink(missing_ok=True)
+
+    try:
+        write_atomically(destination, fetch_checked)
+    except OSError as error:
+        raise CutbenchError(f"cannot write {destination}: {error.strerror or error}; check the folder's "
+                            "permissions and free space, or point $CUTBENCH_DATA elsewhere.") from error
 
 
 def _download_first(spec: FileSpec, destination: Path) -> list[str]:

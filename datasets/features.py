@@ -33,7 +33,6 @@ import inspect
 import json
 import os
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ import torch
 
 from cutbench import CutbenchError, CutbenchWarning
 from cutbench._validation import resolve_device
+from cutbench.atomic import write_atomically
 from cutbench.datasets._files import data_dir
 from cutbench.canonical import canonical_json
 from cutbench.datasets.base import Dataset, coerce_param
@@ -338,21 +338,10 @@ def _read_cache(root: Path, key: str) -> np.ndarray | None:
     return None
 
 
-def _atomic_write(path: Path, write: Callable) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-        os.replace(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
-
-
 def _write_cache(root: Path, key: str, X: np.ndarray, record: dict) -> None:
-    root.mkdir(parents=True, exist_ok=True)
-    _atomic_write(root / f"{key}.npy", lambda stream: np.save(stream, X, allow_pickle=False))
+    write_atomically(root / f"{key}.npy", lambda stream: np.save(stream, X, allow_pickle=False))
     sidecar = {**record, "shape": list(X.shape), "dtype": "float32", "sha256": _array_sha256(X)}
-    _atomic_write(root / f"{key}.json", lambda stream: stream.write(json.dumps(sidecar, indent=1).encode()))
+    write_atomically(root / f"{key}.json", lambda stream: stream.write(json.dumps(sidecar, indent=1).encode()))
 
 
 def _cache_root(cache) -> Path | None:

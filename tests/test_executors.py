@@ -146,7 +146,7 @@ def test_kill_minus_9_then_rerun_recomputes_no_finished_cell(tmp_path):
     after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in records.glob("*.json")}
     assert len(after) == 12
     assert all(after[name] == finished[name] for name in finished)  # untouched, not recomputed
-    assert not list(records.glob(".*.tmp"))
+    assert not list(records.glob(".*.part"))
 
 
 def test_a_retried_cell_whose_process_dies_replaces_the_earlier_record(tmp_path, monkeypatch):

@@ -52,7 +52,7 @@ def test_write_get_labels_roundtrip(tmp_path):
 def test_corrupt_or_partial_record_is_treated_as_missing(tmp_path):
     store = ResultStore(tmp_path)
     (tmp_path / "records" / "bad.json").write_text('{"key": "bad", "sta')
-    (tmp_path / "records" / ".k2.json.123.tmp").write_text("{}")
+    (tmp_path / "records" / ".k2.json.123.part").write_text("{}")
     assert store.get("bad") is None
     assert list(store.records()) == []
 
