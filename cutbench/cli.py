@@ -114,7 +114,7 @@ def cmd_compare(args) -> int:
                             f"{', '.join(studies[1])}: compare two runs of the same study.")
     out = Path(args.out) if args.out else new.root / "comparison"
     table, markdown, written = render_comparison(old, new, out, noise_factor=args.noise_factor,
-                                                 time_threshold=args.time_threshold)
+                                                 time_threshold=args.time_threshold, time_floor=args.time_floor)
     print(markdown)
     print("wrote " + ", ".join(str(p) for p in written))
     regressions = flagged(table, [kind for kind in kinds if kind != "none"])
@@ -217,8 +217,10 @@ def cmd_paper_report(args) -> int:
     from cutbench.reports.paper import reproduction_report
 
     evidence = Path(args.evidence).read_text() if args.evidence else None
-    text = reproduction_report([Path(folder) for folder in args.folders], evidence)
+    figures = Path(args.output).parent / "figures" if args.output else None
+    text = reproduction_report([Path(folder) for folder in args.folders], evidence, figures)
     if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(text)
         print(f"wrote {args.output}")
     else:
@@ -288,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="a change within this many seed standard deviations is noise (default 2)")
     compare.add_argument("--time-threshold", type=float, default=0.25,
                          help="a time must also change by more than this fraction to count (default 0.25)")
+    compare.add_argument("--time-floor", type=float, default=0.01, metavar="SECONDS",
+                         help="... and by more than this many seconds (default 0.01: milliseconds are noise)")
     compare.set_defaults(func=cmd_compare)
 
     scaling = sub.add_parser("scaling", help="fit how each method's stage times grow with n (log-log plot)")
@@ -331,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     paper_show.set_defaults(func=cmd_paper_show)
     paper_report = paper_sub.add_parser("report", help="the reproduction report of several paper runs' folders")
     paper_report.add_argument("folders", nargs="+", help="paper runs' folders (or folders holding them)")
-    paper_report.add_argument("--output", help="write the Markdown report here (default: print it)")
+    paper_report.add_argument("--output", help="write the Markdown report here, its figures in figures/ beside it "
+                                               "(default: print it)")
     paper_report.add_argument("--evidence", help="a Markdown file of evidence for the gaps, placed after the summary")
     paper_report.set_defaults(func=cmd_paper_report)
 

@@ -5,8 +5,10 @@ fingerprint); per configuration each metric and each stage time is summarised ov
 both sides. The seeds' spread is the noise scale: a metric counts as changed only when its mean moves
 by more than ``noise_factor`` times the larger of the two standard deviations (seeded cells repeat
 exactly, so with a spread of 0 any move counts); a time counts as changed when it also moves by more
-than ``time_threshold`` relative (timings are noisy on shared machines). A configuration that was ok
-and now has no ok seed is a regression of every metric.
+than ``time_threshold`` relative and by more than ``time_floor`` seconds (timings are noisy on shared
+machines, and a few milliseconds are noise whatever their ratio). A configuration that was ok and now
+has no ok seed is a regression of every metric; a quantity that neither side measures (the predict time
+of a transductive method) is left out.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def side_of(frame: pd.DataFrame, label: str) -> Side:
 
 def compare_frames(old: pd.DataFrame, new: pd.DataFrame, *, metrics: Sequence[str] = tuple(METRICS),
                    times: Sequence[str] = DEFAULT_TIMES, noise_factor: float = 2.0,
-                   time_threshold: float = 0.25) -> pd.DataFrame:
+                   time_threshold: float = 0.25, time_floor: float = 0.01) -> pd.DataFrame:
     """One row per (configuration, quantity) with both sides' mean ± std, the change and a verdict.
 
     Parameters
@@ -61,6 +63,8 @@ def compare_frames(old: pd.DataFrame, new: pd.DataFrame, *, metrics: Sequence[st
         A change within this many seed standard deviations is ``same``.
     time_threshold : float, default=0.25
         A time must also change by more than this fraction to count.
+    time_floor : float, default=0.01
+        ... and by more than this many seconds.
 
     Returns
     -------
@@ -92,10 +96,12 @@ def compare_frames(old: pd.DataFrame, new: pd.DataFrame, *, metrics: Sequence[st
             sides = {}
             for side in ("old", "new"):
                 present = cells[cells._side == side]
-                ok = pd.to_numeric(present[present.status == "ok"][quantity], errors="coerce").dropna()
-                sides[side] = (len(present), ok)
+                ok = present[present.status == "ok"]
+                sides[side] = (len(present), len(ok), pd.to_numeric(ok[quantity], errors="coerce").dropna())
+            if all(n_ok and values.empty for _, n_ok, values in sides.values()):
+                continue  # ok on both sides, measured on neither: not a quantity of this configuration
             rows.append({"dataset": first.dataset, "configuration": first.configuration, "quantity": quantity,
-                         "kind": kind, **_change(sides, kind, noise_factor, time_threshold)})
+                         "kind": kind, **_change(sides, kind, noise_factor, time_threshold, time_floor)})
     return pd.DataFrame(rows)
 
 
@@ -105,8 +111,8 @@ def _stats(values: pd.Series) -> tuple[float, float]:
     return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
 
 
-def _change(sides, kind: str, noise_factor: float, time_threshold: float) -> dict:
-    (n_old, old), (n_new, new) = sides["old"], sides["new"]
+def _change(sides, kind: str, noise_factor: float, time_threshold: float, time_floor: float) -> dict:
+    (n_old, ok_old, old), (n_new, ok_new, new) = sides["old"], sides["new"]
     old_mean, old_std = _stats(old)
     new_mean, new_std = _stats(new)
     noise = max(np.nan_to_num(old_std), np.nan_to_num(new_std))
@@ -116,13 +122,18 @@ def _change(sides, kind: str, noise_factor: float, time_threshold: float) -> dic
         return {**out, "verdict": "new"}
     if n_new == 0:
         return {**out, "verdict": "removed"}
-    if old.empty or new.empty:  # ok on one side only: a cell that now fails is worse in every respect
-        return {**out, "verdict": "regression" if new.empty else "improvement"}
+    if not ok_old and not ok_new:
+        return {**out, "verdict": "same"}  # failed before and after
+    if not ok_old or not ok_new:  # ok on one side only: a cell that now fails is worse in every respect
+        return {**out, "verdict": "regression" if not ok_new else "improvement"}
+    if old.empty or new.empty:  # measured on one side only (a stage added or removed)
+        return {**out, "verdict": "removed" if new.empty else "new"}
     beyond_noise = abs(new_mean - old_mean) > noise_factor * noise + 1e-12
     if kind == "accuracy":
         if not beyond_noise:
             return {**out, "verdict": "same"}
         return {**out, "verdict": "regression" if new_mean < old_mean else "improvement"}
+    beyond_noise = beyond_noise and abs(new_mean - old_mean) > time_floor
     ratio = new_mean / old_mean if old_mean > 0 else math.inf
     if beyond_noise and ratio > 1 + time_threshold:
         return {**out, "verdict": "regression"}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import html
 import math
+import shutil
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -682,10 +683,14 @@ budgets).
 """
 
 
-def reproduction_report(paths: Sequence[Path], evidence: str | None = None) -> str:
+def reproduction_report(paths: Sequence[Path], evidence: str | None = None, figures: Path | None = None) -> str:
     """The reproduction report (Markdown) of the paper runs' folders in ``paths``: a summary of the verdicts,
     ``evidence`` (Markdown: what was tried for the gaps, written by hand from measurements), then every
-    target's table, its notes and what its paper scale needs."""
+    target's table, its notes and what its paper scale needs.
+
+    With ``figures`` (a folder beside the report), each run's figure is copied there as ``<run folder>.png``
+    and shown in the report by a relative link, so the report can be checked in with its figures.
+    """
     from cutbench.store import ResultStore
 
     sections, summary, totals = [], [], {}
@@ -706,7 +711,12 @@ def reproduction_report(paths: Sequence[Path], evidence: str | None = None) -> s
         if scale == "ci" and target.paper_scale:
             body.append(f"\nPaper scale: {target.paper_scale}")
         if (folder / "paper_figure.png").is_file():
-            body.append(f"\nFigure: `{folder.name}/paper_figure.png`.")
+            if figures is None:
+                body.append(f"\nFigure: `{folder.name}/paper_figure.png`.")
+            else:
+                figures.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(folder / "paper_figure.png", figures / f"{folder.name}.png")
+                body.append(f"\n![{target.name}, {scale} scale]({figures.name}/{folder.name}.png)")
         sections.append("\n".join(body))
     header = ("| target | scale | rows | " + " | ".join(VERDICTS) + " | cell time [min] |\n"
               + "| :--- | :--- | ---: | " + " | ".join("---:" for _ in VERDICTS) + " | ---: |")

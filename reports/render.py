@@ -76,14 +76,15 @@ def render_report(store, out: Path, stages: Sequence[str] = ("fit",), *, echo=pr
 
 
 def render_comparison(old_store, new_store, out: Path, *, noise_factor: float = 2.0,
-                      time_threshold: float = 0.25) -> tuple[pd.DataFrame, str, list[Path]]:
+                      time_threshold: float = 0.25, time_floor: float = 0.01) -> tuple[pd.DataFrame, str, list[Path]]:
     """Compare two folders; write ``comparison.md`` and a self-contained ``report.html`` into ``out``.
 
     Returns the comparison table (see :func:`cutbench.reports.compare.compare_frames`), its Markdown
     and the written paths.
     """
     old_frame, new_frame = old_store.to_frame(), new_store.to_frame()
-    table = compare_frames(old_frame, new_frame, noise_factor=noise_factor, time_threshold=time_threshold)
+    table = compare_frames(old_frame, new_frame, noise_factor=noise_factor, time_threshold=time_threshold,
+                           time_floor=time_floor)
     old, new = side_of(old_frame, str(old_store.root)), side_of(new_frame, str(new_store.root))
     markdown = comparison_markdown(table, old, new)
     out.mkdir(parents=True, exist_ok=True)

@@ -69,6 +69,21 @@ def test_time_changes_count_beyond_the_threshold_and_the_noise(tmp_path):
     assert flagged(compare_frames(old, slower), ["accuracy"]).empty
 
 
+def test_millisecond_times_and_quantities_no_side_measures_are_not_regressions(tmp_path):
+    old = frame_of(tmp_path, "old", [record(0, 0.9, fit=0.001), record(0, 0.9, fit=1.0, method="ncut")])
+    new = frame_of(tmp_path, "new", [record(0, 0.9, fit=0.005), record(0, 0.9, fit=1.0, method="ncut")])
+    for frame in (old, new):  # a transductive method has no predict stage
+        frame.loc[frame.method == "ncut", "predict_s"] = np.nan
+    table = compare_frames(old, new)
+    assert verdicts(table, "fit_s") == {"neuncut": "same", "ncut": "same"}  # 5x, but 4 ms: noise
+    assert verdicts(compare_frames(old, new, time_floor=0.001), "fit_s")["neuncut"] == "regression"
+    assert verdicts(table, "predict_s") == {"neuncut": "same"}  # ncut's row is left out, not flagged
+    assert flagged(table, ["accuracy", "time"]).empty
+    failed_twice = frame_of(tmp_path, "f1", [record(0, 0.9, status="failed")])
+    assert set(compare_frames(failed_twice, frame_of(tmp_path, "f2", [record(0, 0.9, status="failed")])).verdict) \
+        == {"same"}
+
+
 def test_a_configuration_that_now_fails_is_a_regression(tmp_path):
     old = frame_of(tmp_path, "old", [record(s, 0.9) for s in range(2)])
     new = frame_of(tmp_path, "new", [record(s, 0.9, status="failed") for s in range(2)])

@@ -276,6 +276,10 @@ def test_a_ci_target_end_to_end_through_the_cli_and_the_report(tmp_path, capsys)
     assert main(["paper", "show", str(out), "--target", "neuncut-fig1", "--scale", "ci"]) == 0
     report = reproduction_report([tmp_path])
     assert "| neuncut-fig1 | ci | 2 |" in report and "Verdict rule" in report
+    assert main(["paper", "report", str(tmp_path), "--output", str(tmp_path / "report" / "README.md")]) == 0
+    checked_in = (tmp_path / "report" / "README.md").read_text()
+    assert "![neuncut-fig1, ci scale](figures/fig1.png)" in checked_in
+    assert (tmp_path / "report" / "figures" / "fig1.png").read_bytes() == (out / "paper_figure.png").read_bytes()
     store = ResultStore(out)
     (record,) = store.records()
     assert record["config"]["dataset"]["params"]["n"] == 100_000 and record["n_fit"] == 10_000
