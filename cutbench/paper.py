@@ -50,7 +50,8 @@ MANIFEST = "paper.json"
 _TARGET_KEYS = {"name", "title", "source", "published", "match", "not_run", "figure", "claims", "study", "ci",
                 "paper_scale", "notes", "__lines__"}
 _PUBLISHED_KEYS = {"file", "where", "key", "quantities", "time"}
-FIGURE_KINDS = ("bars", "sweep", "predictions", "gamma_sensitivity", "gamma_search", "curves", "none")
+FIGURE_KINDS = ("bars", "sweep", "predictions", "gamma_sensitivity", "gamma_search", "curves", "network_size",
+                "none")
 CLAIM_CHECKS = ("mean", "best_setting", "stable_range", "orth_floor", "gamma_threshold", "iterations_to_floor")
 
 

@@ -577,6 +577,38 @@ def plot_curves(target: Target, heading: str, records: list[dict], stem: Path) -
     return save_figure(figure, stem)
 
 
+def plot_network_size(target: Target, heading: str, records: list[dict], rows: list[Row], stem: Path) -> list[Path]:
+    """Fig. 2: ACC (mean ± std over seeds) against the width, one bar series per depth; the paper's best
+    network (the claim's setting) is starred."""
+    by_network: dict[tuple, list[float]] = {}
+    for record in records:
+        if record["status"] == "ok":
+            dims = tuple(record["config"]["method"]["params"]["hidden_dims"])
+            by_network.setdefault(dims, []).append(record["metrics"]["acc"])
+    figure = new_figure((7.0, 3.8), 120)
+    axes = figure.add_subplot(1, 1, 1)
+    widths = sorted({dims[0] for dims in by_network})
+    depths = sorted({len(dims) for dims in by_network})
+    best = next((q.published_text for row in rows for q in row.quantities.values() if q.published_text), None)
+    bar = 0.8 / max(1, len(depths))
+    for offset, (color, depth) in enumerate(zip(series_colors(len(depths)), depths, strict=True)):
+        for position, width in enumerate(widths):
+            values = by_network.get((width,) * depth)
+            if not values:
+                continue
+            x = position + (offset - (len(depths) - 1) / 2) * bar
+            axes.bar(x, np.mean(values), bar, yerr=np.std(values) if len(values) > 1 else None, color=color,
+                     label=f"{depth} hidden layer{'s' if depth > 1 else ''}" if position == 0 else None)
+            if best == "x".join([str(width)] * depth):
+                axes.annotate("★ paper's best", (x, np.mean(values)), ha="center", va="bottom", fontsize=7)
+    axes.set_xticks(range(len(widths)), [str(width) for width in widths])
+    axes.set_xlabel("width of each hidden layer")
+    axes.set_ylabel("ACC (ours)")
+    axes.legend(fontsize=7)
+    figure.suptitle(_wrapped(heading, figure.get_figwidth()), fontsize=8)
+    return save_figure(figure, stem)
+
+
 def plot_predictions(target: Target, heading: str, store, records: list[dict], stem: Path) -> list[Path]:
     """Fig. 1: what the paper shows (the true shapes, 'nearly 100 %') beside what NeuNcut labels here."""
     from cutbench.datasets import load_dataset
@@ -635,6 +667,8 @@ def render_paper_target(store, folder: Path, *, target: str | None = None, scale
         plots = plot_curves(found, heading, records, stem)
     elif kind == "predictions":
         plots = plot_predictions(found, heading, store, records, stem)
+    elif kind == "network_size":
+        plots = plot_network_size(found, heading, records, rows, stem)
     written += plots
     sections = [pages.section("Published beside ours", to_html(found, heading, rows))]
     if plots:

@@ -23,8 +23,8 @@ def oversubscription_warning(frame: pd.DataFrame) -> str | None:
     if busy.empty:
         return None
     return (f"warning: {len(busy)} of {len(frame)} cells ran on an oversubscribed machine (load average up to "
-            f"{load.max():.1f} on {int(busy['cores'].max())} cores): their times, and on CPU the network methods' "
-            "results, are not comparable with cells run on an idle machine.")
+            f"{load.max():.1f} on {int(busy['cores'].max())} cores): their times are not comparable with cells run on "
+            "an idle machine (their results are: those depend on the thread count, recorded, not on the load).")
 
 
 def thread_note(frame: pd.DataFrame) -> str | None:

@@ -209,6 +209,27 @@ def test_claims_are_measured_by_their_checks():
     assert threshold.verdict == "reproduced" and threshold.quantities["value"].text == "80, 80 (per seed)"
 
 
+def test_network_size_claim_and_figure(tmp_path):
+    """Fig. 2 on records where 2x512 is best: the claim is reproduced and the figure is drawn; where a
+    3-layer network wins, the claim differs and names the winner."""
+    from cutbench.reports.paper import plot_network_size
+
+    target = get_target("neuncut-fig2")
+    for winner, expected in (((512, 512), "reproduced"), ((128, 128, 128), "differs")):
+        records = []
+        for cell in target.study("ci").cells:
+            config = cell_config(cell, "f", "cpu")
+            dims = tuple(cell.method_params["hidden_dims"])
+            acc = 0.9 if dims == winner else 0.5 + 0.01 * len(dims)
+            records.append({"study": "neuncut-fig2-ci", "key": cell_key(config), "config": config, "status": "ok",
+                            "metrics": {"acc": acc}})
+        (row,) = compare(target, "ci", records)
+        assert row.verdict_word == expected, row
+        assert row.quantities["value"].text.startswith("x".join(map(str, winner)))
+    written = plot_network_size(target, "heading", records, [row], tmp_path / "figure")
+    assert [path.suffix for path in written] == [".png", ".pdf"] and all(path.stat().st_size > 0 for path in written)
+
+
 # ------------------------------------------------------------------------------------ bad input, folders
 
 
