@@ -144,6 +144,51 @@ def cmd_scaling(args) -> int:
     return 0
 
 
+def cmd_gamma_search(args) -> int:
+    """NeuNcut's label-free choice of gamma (paper §4.6) on one dataset: table, JSON and the Fig. 4-style plot."""
+    import json
+
+    import yaml
+
+    from cutbench.datasets import compute_features, load_dataset, resolve_features
+    from cutbench.methods.neuncut import DEFAULT_GAMMAS, NeuNcut, NeuRcut, search_gamma
+    from cutbench.reports.plots import plot_gamma_search
+
+    params = yaml.safe_load(args.params) if args.params else {}
+    if not isinstance(params, dict):
+        raise CutbenchError(f"--params must be a YAML mapping such as '{{epochs: 50, batch_size: 500}}'; "
+                            f"got {args.params!r}.")
+    dataset_params = {"n": args.n} if args.n else {}
+    data = load_dataset(args.dataset, **dataset_params)
+    name = data.meta["name"]
+    features = yaml.safe_load(args.features) if args.features else "raw"
+    X = compute_features(data, resolve_features(features, name)).X
+    n_clusters = args.clusters or int(data.meta["k"])
+    gammas = tuple(args.gammas) if args.gammas else DEFAULT_GAMMAS
+    method = NeuRcut if args.method == "neurcut" else NeuNcut
+    print(f"{method.__name__} on {name} ({X.shape[0]:,} x {X.shape[1]}), {n_clusters} clusters, "
+          f"{len(gammas)} values of gamma from {max(gammas):g} down to {min(gammas):g}; no label is used")
+    search = search_gamma(X, n_clusters, gammas=gammas, tolerance=args.tolerance, method=method,
+                          random_state=args.seed, **params)
+    lines = ["| gamma | lowest L_Lap | lowest L_orth | keeps the floor |", "| ---: | ---: | ---: | :--- |"]
+    for gamma, laplacian, orth in zip(search.gammas, search.laplacian, search.orthogonality, strict=True):
+        keeps = orth <= search.floor * (1 + search.tolerance) + 1e-6
+        lines.append(f"| {gamma:g} | {laplacian:.4f} | {orth:.4f} | {'yes' if keeps else 'no'} |")
+    markdown = (f"Label-free gamma search, {method.__name__} on {name}: floor of L_orth {search.floor:.4f}, "
+                f"chosen gamma {search.chosen:g}\n\n" + "\n".join(lines) + "\n")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "gamma_search.md").write_text(markdown)
+    (out / "gamma_search.json").write_text(json.dumps({**search.to_dict(), "dataset": name,
+                                                        "method": method.__name__, "params": params}, indent=1))
+    written = [out / "gamma_search.md", out / "gamma_search.json",
+               *plot_gamma_search(search, f"{method.__name__} on {name}: label-free gamma search",
+                                  out / "gamma_search")]
+    print(markdown)
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
 def cmd_collect(args) -> int:
     """Export whatever is stored now (also while a study is still running) and count it by status."""
     store = _existing_store(args.out)
@@ -301,6 +346,20 @@ def build_parser() -> argparse.ArgumentParser:
                          help="times below this are left out of the fits (fixed overheads; default 0.05)")
     scaling.add_argument("--out", help="where to write scaling.md and scaling.png/.pdf (default: the first folder)")
     scaling.set_defaults(func=cmd_scaling)
+
+    search = sub.add_parser("gamma-search", help="NeuNcut's label-free choice of gamma (paper §4.6) on a dataset")
+    search.add_argument("dataset", help="a dataset name (cutbench list), e.g. mnist or two_moons")
+    search.add_argument("--n", type=int, help="points to load, for generated datasets or a subsample")
+    search.add_argument("--features", help="features as in a study, YAML, e.g. '{name: scatnet, l2_normalize: true}'")
+    search.add_argument("--clusters", type=int, help="number of clusters (default: the dataset's classes)")
+    search.add_argument("--gammas", type=float, nargs="+", help="values to try (default: 1e6 down to 1)")
+    search.add_argument("--tolerance", type=float, default=0.02, help="relative tolerance on the floor (0.02)")
+    search.add_argument("--method", choices=["neuncut", "neurcut"], default="neuncut")
+    search.add_argument("--params", help="other method parameters, YAML, e.g. '{epochs: 50, batch_size: 500}'")
+    search.add_argument("--seed", type=int, default=0)
+    search.add_argument("--out", default="gamma_search", help="folder for gamma_search.md/.json/.png (default: "
+                                                                 "./gamma_search)")
+    search.set_defaults(func=cmd_gamma_search)
 
     collect = sub.add_parser("collect", help="export the records stored so far to CSV and parquet")
     collect.add_argument("out", help="results folder (may belong to a study that is still running)")

@@ -270,3 +270,23 @@ def plot_metric_vs_param(
     if title is not None:
         axes.set_title(title)
     return save_figure(figure, path_stem)
+
+
+def plot_gamma_search(search, title: str, path_stem: str | Path) -> list[Path]:
+    """Figure 4 of the NeuNcut paper for one search: the lowest L_Lap and L_orth at each γ (log axis),
+    the floor of L_orth and the chosen γ marked (``search`` is a ``cutbench.methods.neuncut.GammaSearch``)."""
+    figure = new_figure((6.0, 4.0), 120)
+    axes = figure.add_subplot(1, 1, 1)
+    order = np.argsort(search.gammas)
+    gammas = np.asarray(search.gammas, dtype=float)[order]
+    axes.plot(gammas, np.asarray(search.laplacian)[order], "o-", color="#2f6db5", label="L_Lap (lowest over training)")
+    axes.plot(gammas, np.asarray(search.orthogonality)[order], "o-", color="#c0392b",
+              label="L_orth (lowest over training)")
+    axes.axhline(search.floor, color="#c0392b", ls="--", lw=1, label=f"floor of L_orth {search.floor:.4g}")
+    axes.axvline(search.chosen, color="#2f9e55", lw=1.5, label=f"chosen γ = {search.chosen:g}")
+    axes.set_xscale("log")
+    axes.set_xlabel("γ")
+    axes.set_ylabel("loss")
+    axes.legend(fontsize=7)
+    axes.set_title(title, fontsize=8)
+    return save_figure(figure, path_stem)

@@ -42,3 +42,19 @@ def test_bad_search_arguments_are_refused(blobs):
     X, _ = blobs
     with pytest.raises(CutbenchError, match="at least one gamma and a tolerance >= 0"):
         search_gamma(X, 4, gammas=(), **PARAMS)
+
+
+def test_the_cli_entry_writes_the_table_json_and_figure(tmp_path, capsys):
+    import json
+
+    from cutbench.cli import main
+
+    argv = ["gamma-search", "two_moons", "--n", "300", "--gammas", "1000", "10", "1", "--params",
+            "{epochs: 3, batch_size: 100, hidden_dims: [16, 16]}", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    saved = json.loads((tmp_path / "gamma_search.json").read_text())
+    assert saved["gammas"] == [1000.0, 10.0, 1.0] and saved["chosen"] in saved["gammas"]
+    assert f"chosen gamma {saved['chosen']:g}" in capsys.readouterr().out
+    assert (tmp_path / "gamma_search.png").stat().st_size > 0 and (tmp_path / "gamma_search.md").is_file()
+    assert main([*argv[:-4], "--params", "[1, 2]"]) == 2
+    assert "--params must be a YAML mapping" in capsys.readouterr().err
