@@ -742,7 +742,7 @@ def reproduction_report(paths: Sequence[Path], evidence: str | None = None, figu
         body = [to_markdown(target, heading, rows),
                 f"{len(records)} cells, {cell_seconds / 60:.1f} min of cell time on {', '.join(machines) or '-'}."]
         body += [f"- {note}" for note in target.notes]
-        if scale == "ci" and target.paper_scale:
+        if target.paper_scale:  # at paper scale too: what a partial run left out needs, and its cost
             body.append(f"\nPaper scale: {target.paper_scale}")
         if (folder / "paper_figure.png").is_file():
             if figures is None:
