@@ -171,8 +171,8 @@ def cmd_gamma_search(args) -> int:
     search = search_gamma(X, n_clusters, gammas=gammas, tolerance=args.tolerance, method=method,
                           random_state=args.seed, **params)
     lines = ["| gamma | lowest L_Lap | lowest L_orth | keeps the floor |", "| ---: | ---: | ---: | :--- |"]
-    for gamma, laplacian, orth in zip(search.gammas, search.laplacian, search.orthogonality, strict=True):
-        keeps = orth <= search.floor * (1 + search.tolerance) + 1e-6
+    for gamma, laplacian, orth, keeps in zip(search.gammas, search.laplacian, search.orthogonality,
+                                             search.keeps_floor(), strict=True):
         lines.append(f"| {gamma:g} | {laplacian:.4f} | {orth:.4f} | {'yes' if keeps else 'no'} |")
     markdown = (f"Label-free gamma search, {method.__name__} on {name}: floor of L_orth {search.floor:.4f}, "
                 f"chosen gamma {search.chosen:g}\n\n" + "\n".join(lines) + "\n")

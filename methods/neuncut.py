@@ -403,6 +403,15 @@ class GammaSearch:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def keeps_floor(self) -> tuple[bool, ...]:
+        """For each gamma, whether its lowest ``L_orth`` stays on the floor (within ``tolerance``)."""
+        return tuple(on_floor(orth, self.floor, self.tolerance) for orth in self.orthogonality)
+
+
+def on_floor(orthogonality: float, floor: float, tolerance: float) -> bool:
+    """Whether an ``L_orth`` value keeps the floor: ``L_orth <= floor * (1 + tolerance) + 1e-6``."""
+    return orthogonality <= floor * (1 + tolerance) + 1e-6
+
 
 def choose_gamma(gammas, orthogonality, tolerance: float = 0.02) -> tuple[float, float]:
     """The rule of :func:`search_gamma` on measured losses: ``(floor, chosen gamma)``.
@@ -415,7 +424,7 @@ def choose_gamma(gammas, orthogonality, tolerance: float = 0.02) -> tuple[float,
     floor = float(orthogonality[order[0]])
     chosen = float(gammas[order[0]])
     for i in order:
-        if orthogonality[i] > floor * (1 + tolerance) + 1e-6:
+        if not on_floor(orthogonality[i], floor, tolerance):
             break
         chosen = float(gammas[i])
     return floor, chosen
@@ -464,4 +473,4 @@ def search_gamma(X, n_clusters: int, *, gammas=DEFAULT_GAMMAS, tolerance: float 
 
 
 __all__ = ["DEFAULT_GAMMAS", "GammaSearch", "NeuNcut", "NeuRcut", "ORTH_NORMS", "SIZE_EPS", "choose_gamma", "ncut_loss",
-           "rcut_loss", "search_gamma"]
+           "on_floor", "rcut_loss", "search_gamma"]

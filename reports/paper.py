@@ -338,11 +338,13 @@ def iterations_per_epoch(record: dict) -> int:
 
 
 def _iterations_to_floor(record: dict) -> float:
+    from cutbench.methods.neuncut import on_floor
+
     orth = (record.get("history") or {}).get("orth") or []
     if not orth:
         return math.nan
     floor = min(orth)
-    epoch = next(i for i, value in enumerate(orth) if value <= floor * (1 + FLOOR_TOLERANCE) + 1e-6)
+    epoch = next(i for i, value in enumerate(orth) if on_floor(value, floor, FLOOR_TOLERANCE))
     return float((epoch + 1) * iterations_per_epoch(record))
 
 
