@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from cutbench import CutbenchError
+from cutbench import CutbenchError, stats
 
 DEFAULT_STUDY = "quick"
 
@@ -113,7 +113,7 @@ def cmd_compare(args) -> int:
         raise CutbenchError(f"{args.old} holds study {', '.join(studies[0])} but {args.new} holds "
                             f"{', '.join(studies[1])}: compare two runs of the same study.")
     out = Path(args.out) if args.out else new.root / "comparison"
-    table, markdown, written = render_comparison(old, new, out, noise_factor=args.noise_factor,
+    table, markdown, written = render_comparison(old, new, out, alpha=args.alpha, min_effect=args.min_effect,
                                                  time_threshold=args.time_threshold, time_floor=args.time_floor)
     print(markdown)
     print("wrote " + ", ".join(str(p) for p in written))
@@ -273,6 +273,19 @@ def cmd_paper_report(args) -> int:
     return 0
 
 
+def cmd_paper_reference(args) -> int:
+    from cutbench.atomic import write_atomically
+    from cutbench.reports.paper import ci_reference
+
+    reference = ci_reference([Path(folder) for folder in args.folders])
+    rows = sum(len(rows) for rows in reference["targets"].values())
+    text = json.dumps(reference, indent=1, sort_keys=True) + "\n"
+    write_atomically(Path(args.output), lambda stream: stream.write(text.encode()))
+    print(f"wrote {args.output}: {rows} rows of {len(reference['targets'])} targets, made on {reference['cpu']}. "
+          "Commit it with the reason: later ci-scale runs are checked against it.")
+    return 0
+
+
 def cmd_list(args) -> int:
     from cutbench.datasets import list_datasets
     from cutbench.methods.registry import list_methods
@@ -331,12 +344,17 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--fail-on", default="accuracy", metavar="KIND[,KIND]",
                          help="exit 1 when a regression of these kinds is flagged: accuracy, time, or none "
                               "(default: accuracy)")
-    compare.add_argument("--noise-factor", type=float, default=2.0,
-                         help="a change within this many seed standard deviations is noise (default 2)")
-    compare.add_argument("--time-threshold", type=float, default=0.25,
-                         help="a time must also change by more than this fraction to count (default 0.25)")
-    compare.add_argument("--time-floor", type=float, default=0.01, metavar="SECONDS",
-                         help="... and by more than this many seconds (default 0.01: milliseconds are noise)")
+    compare.add_argument("--alpha", type=float, default=stats.ALPHA,
+                         help=f"level of the test over seeds (default {stats.ALPHA:g})")
+    compare.add_argument("--min-effect", type=float, default=stats.SCORE_MIN_EFFECT,
+                         help="a metric must also move by more than this; with one seed per side this tolerance "
+                              f"alone decides (default {stats.SCORE_MIN_EFFECT:g})")
+    compare.add_argument("--time-threshold", type=float, default=stats.TIME_MIN_RATIO,
+                         help="a time must also change by more than this fraction to count "
+                              f"(default {stats.TIME_MIN_RATIO:g})")
+    compare.add_argument("--time-floor", type=float, default=stats.TIME_MIN_SECONDS, metavar="SECONDS",
+                         help=f"... and by more than this many seconds (default {stats.TIME_MIN_SECONDS:g}: "
+                              "milliseconds are noise)")
     compare.set_defaults(func=cmd_compare)
 
     scaling = sub.add_parser("scaling", help="fit how each method's stage times grow with n (log-log plot)")
@@ -398,6 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                "(default: print it)")
     paper_report.add_argument("--evidence", help="a Markdown file of evidence for the gaps, placed after the summary")
     paper_report.set_defaults(func=cmd_paper_report)
+    paper_reference = paper_sub.add_parser("reference", help="store ci-scale runs as the reference later ci runs "
+                                                             "are checked against")
+    paper_reference.add_argument("folders", nargs="+", help="ci-scale paper runs' folders (or folders holding them)")
+    paper_reference.add_argument("--output", required=True,
+                                 help="the reference file (the packaged one: benchmarks/paper/ci_reference.json)")
+    paper_reference.set_defaults(func=cmd_paper_reference)
 
     sub.add_parser("list", help="list methods, datasets and built-in studies").set_defaults(func=cmd_list)
     sub.add_parser("info", help="print this machine's provenance record").set_defaults(func=cmd_info)

@@ -36,7 +36,8 @@ def git_state(path: Path | None = None) -> dict:
         return {"commit": None, "dirty": None}
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU model name as the OS reports it (e.g. "AMD EPYC 7B13"), recorded with every result."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -79,7 +80,7 @@ def _static_provenance() -> dict:
         "packages": versions,
         "platform": platform.platform(),
         "hostname": socket.gethostname(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "cores": cores(),
         **_gpu_info(),

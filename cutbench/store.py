@@ -409,5 +409,6 @@ def flatten_record(record: dict) -> dict:
     row["load_start"], row["load_end"], row["cores"] = load.get("start"), load.get("end"), load.get("cores")
     git = provenance.get("git") or {}
     row["git_commit"], row["git_dirty"] = git.get("commit"), git.get("dirty")
+    row["cpu"] = provenance.get("cpu")  # network results on CPU depend on the kernels this CPU picks
     row["timestamp"] = provenance.get("timestamp")
     return row

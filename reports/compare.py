@@ -1,14 +1,15 @@
 """Compare two result folders (e.g. one study run at two commits): what changed, beyond the noise.
 
 Cells are matched by configuration (everything that decides a result except the seed and the data's
-fingerprint); per configuration each metric and each stage time is summarised over its ok seeds on
-both sides. The seeds' spread is the noise scale: a metric counts as changed only when its mean moves
-by more than ``noise_factor`` times the larger of the two standard deviations (seeded cells repeat
-exactly, so with a spread of 0 any move counts); a time counts as changed when it also moves by more
-than ``time_threshold`` relative and by more than ``time_floor`` seconds (timings are noisy on shared
-machines, and a few milliseconds are noise whatever their ratio). A configuration that was ok and now
-has no ok seed is a regression of every metric; a quantity that neither side measures (the predict time
-of a transductive method) is left out.
+fingerprint); per configuration each metric and each stage time is compared over its ok seeds by
+:func:`cutbench.stats.judge_change`: seeds both sides share are paired (paired t test, Wilcoxon from
+:data:`cutbench.stats.WILCOXON_MIN_PAIRS` seeds), otherwise the sides are compared as independent samples
+(Welch); a quantity changed when the test is significant at :data:`cutbench.stats.ALPHA` *and* the change
+is larger than a stated minimum effect (:data:`cutbench.stats.SCORE_MIN_EFFECT` for a score; for a time,
+:data:`cutbench.stats.TIME_MIN_RATIO` relative and :data:`cutbench.stats.TIME_MIN_SECONDS`). With one seed per
+side the noise cannot be judged: the minimum effect alone decides, and the row says so. A configuration
+that was ok and now has no ok seed is a regression of every metric; a quantity that neither side measures
+(the predict time of a transductive method) is left out.
 """
 
 from __future__ import annotations
@@ -18,12 +19,17 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
-from cutbench import CutbenchError
+from cutbench import CutbenchError, stats
 from cutbench.metrics import METRICS
-from cutbench.reports.tables import configuration_labels, dataset_labels, format_mean_std, quantity_label
+from cutbench.reports.tables import (
+    configuration_labels,
+    dataset_labels,
+    format_mean_std,
+    higher_is_better,
+    quantity_label,
+)
 
 DEFAULT_TIMES = ("fit_s", "predict_s")
 VERDICTS = ("regression", "improvement", "same", "new", "removed")
@@ -31,47 +37,72 @@ VERDICTS = ("regression", "improvement", "same", "new", "removed")
 
 @dataclass(frozen=True)
 class Side:
-    """One of the compared folders: where it is, and the commit(s) its records were made at."""
+    """One of the compared folders: where it is, the commit(s) its records were made at, on which CPU(s),
+    and its seeds."""
 
     label: str
     commits: tuple[str, ...]
     dirty: bool
+    cpus: tuple[str, ...] = ()
+    seeds: tuple = ()
 
     def describe(self) -> str:
         commits = ", ".join(commit[:10] for commit in self.commits) or "unknown commit"
-        return f"{self.label} (commit {commits}{', uncommitted changes' if self.dirty else ''})"
+        cpus = f"; CPU {' / '.join(self.cpus)}" if self.cpus else ""
+        seeds = f"; seeds {', '.join(map(str, self.seeds))}" if self.seeds else ""
+        return f"{self.label} (commit {commits}{', uncommitted changes' if self.dirty else ''}{cpus}{seeds})"
 
 
 def side_of(frame: pd.DataFrame, label: str) -> Side:
-    commits = tuple(sorted({str(c) for c in frame.get("git_commit", pd.Series(dtype=object)).dropna()}))
-    return Side(label, commits, bool(frame.get("git_dirty", pd.Series(dtype=object)).fillna(False).astype(bool).any()))
+    def values(column):
+        return tuple(sorted({str(v) for v in frame.get(column, pd.Series(dtype=object)).dropna()}))
+
+    seeds = tuple(sorted({int(s) for s in frame.get("seed", pd.Series(dtype=object)).dropna()}))
+    return Side(label, values("git_commit"),
+                bool(frame.get("git_dirty", pd.Series(dtype=object)).fillna(False).astype(bool).any()),
+                values("cpu"), seeds)
+
+
+def seed_note(old: Side, new: Side) -> str | None:
+    """What a comparison of sides with different seed sets does, or None when the seeds agree."""
+    if set(old.seeds) == set(new.seeds):
+        return None
+    shared = sorted(set(old.seeds) & set(new.seeds))
+    how = (f"configurations are compared on the {len(shared)} shared seed(s) {', '.join(map(str, shared))}, paired"
+           if len(shared) >= 2 else "fewer than 2 seeds are shared, so the sides are compared as independent "
+                                    "samples (Welch's t test)")
+    return (f"the sides ran different seeds (old: {', '.join(map(str, old.seeds))}; new: "
+            f"{', '.join(map(str, new.seeds))}): {how}.")
 
 
 def compare_frames(old: pd.DataFrame, new: pd.DataFrame, *, metrics: Sequence[str] = tuple(METRICS),
-                   times: Sequence[str] = DEFAULT_TIMES, noise_factor: float = 2.0,
-                   time_threshold: float = 0.25, time_floor: float = 0.01) -> pd.DataFrame:
-    """One row per (configuration, quantity) with both sides' mean ± std, the change and a verdict.
+                   times: Sequence[str] = DEFAULT_TIMES, alpha: float = stats.ALPHA,
+                   min_effect: float = stats.SCORE_MIN_EFFECT, time_threshold: float = stats.TIME_MIN_RATIO,
+                   time_floor: float = stats.TIME_MIN_SECONDS) -> pd.DataFrame:
+    """One row per (configuration, quantity) with both sides' mean ± std, the change, its test and a verdict.
 
     Parameters
     ----------
     old, new : pandas.DataFrame
         Records as ``ResultStore.to_frame()`` gives them (one row per configuration and seed).
     metrics, times : sequence of str
-        Quantities compared; metrics are higher-is-better as declared in ``cutbench.metrics.METRICS``,
-        times lower-is-better.
-    noise_factor : float, default=2.0
-        A change within this many seed standard deviations is ``same``.
-    time_threshold : float, default=0.25
-        A time must also change by more than this fraction to count.
-    time_floor : float, default=0.01
+        Quantities compared, in the direction declared in ``cutbench.metrics.METRICS`` (times: lower is better).
+    alpha : float, default :data:`cutbench.stats.ALPHA`
+        Level of the test.
+    min_effect : float, default :data:`cutbench.stats.SCORE_MIN_EFFECT`
+        A metric must also move by more than this (the tolerance alone when one seed per side allows no test).
+    time_threshold : float, default :data:`cutbench.stats.TIME_MIN_RATIO`
+        A time must also change by more than this fraction ...
+    time_floor : float, default :data:`cutbench.stats.TIME_MIN_SECONDS`
         ... and by more than this many seconds.
 
     Returns
     -------
     pandas.DataFrame
         Columns ``dataset``, ``configuration``, ``quantity``, ``kind`` ("accuracy" or "time"),
-        ``old_mean``, ``old_std``, ``old_n``, ``new_mean``, ``new_std``, ``new_n``, ``delta``,
-        ``noise``, ``verdict`` (one of :data:`VERDICTS`).
+        ``old_mean``, ``old_std``, ``old_n``, ``new_mean``, ``new_std``, ``new_n``, ``delta`` (the tested
+        change: the mean paired difference on shared seeds), ``p_value``, ``test`` (the test and effect size,
+        or the tolerance rule), ``verdict`` (one of :data:`VERDICTS`).
 
     Raises
     ------
@@ -89,7 +120,7 @@ def compare_frames(old: pd.DataFrame, new: pd.DataFrame, *, metrics: Sequence[st
         raise CutbenchError("the two folders share no configuration (dataset, features, method, parameters, protocol "
                             "and device): compare runs of the same study.")
     rows = []
-    for group_key, cells in both.groupby("group_key", sort=False):
+    for _, cells in both.groupby("group_key", sort=False):
         first = cells.iloc[0]
         for quantity in [*metrics, *times]:
             kind = "accuracy" if quantity in METRICS else "time"
@@ -97,27 +128,23 @@ def compare_frames(old: pd.DataFrame, new: pd.DataFrame, *, metrics: Sequence[st
             for side in ("old", "new"):
                 present = cells[cells._side == side]
                 ok = present[present.status == "ok"]
-                sides[side] = (len(present), len(ok), pd.to_numeric(ok[quantity], errors="coerce").dropna())
-            if all(n_ok and values.empty for _, n_ok, values in sides.values()):
+                values = pd.to_numeric(ok[quantity], errors="coerce")
+                sides[side] = (len(present), len(ok), dict(zip(ok.seed, values, strict=True)))
+            if all(n_ok and not any(map(math.isfinite, values.values())) for _, n_ok, values in sides.values()):
                 continue  # ok on both sides, measured on neither: not a quantity of this configuration
             rows.append({"dataset": first.dataset, "configuration": first.configuration, "quantity": quantity,
-                         "kind": kind, **_change(sides, kind, noise_factor, time_threshold, time_floor)})
+                         "kind": kind, **_change(sides, quantity, kind, alpha, min_effect, time_threshold,
+                                                 time_floor)})
     return pd.DataFrame(rows)
 
 
-def _stats(values: pd.Series) -> tuple[float, float]:
-    if values.empty:
-        return math.nan, math.nan
-    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
-
-
-def _change(sides, kind: str, noise_factor: float, time_threshold: float, time_floor: float) -> dict:
+def _change(sides, quantity: str, kind: str, alpha: float, min_effect: float, time_threshold: float,
+            time_floor: float) -> dict:
     (n_old, ok_old, old), (n_new, ok_new, new) = sides["old"], sides["new"]
-    old_mean, old_std = _stats(old)
-    new_mean, new_std = _stats(new)
-    noise = max(np.nan_to_num(old_std), np.nan_to_num(new_std))
-    out = {"old_mean": old_mean, "old_std": old_std, "old_n": len(old), "new_mean": new_mean, "new_std": new_std,
-           "new_n": len(new), "delta": new_mean - old_mean, "noise": noise}
+    old_estimate, new_estimate = stats.estimate(old.values()), stats.estimate(new.values())
+    out = {"old_mean": old_estimate.mean, "old_std": old_estimate.std, "old_n": old_estimate.n,
+           "new_mean": new_estimate.mean, "new_std": new_estimate.std, "new_n": new_estimate.n,
+           "delta": new_estimate.mean - old_estimate.mean, "p_value": math.nan, "test": ""}
     if n_old == 0:
         return {**out, "verdict": "new"}
     if n_new == 0:
@@ -125,21 +152,23 @@ def _change(sides, kind: str, noise_factor: float, time_threshold: float, time_f
     if not ok_old and not ok_new:
         return {**out, "verdict": "same"}  # failed before and after
     if not ok_old or not ok_new:  # ok on one side only: a cell that now fails is worse in every respect
-        return {**out, "verdict": "regression" if not ok_new else "improvement"}
-    if old.empty or new.empty:  # measured on one side only (a stage added or removed)
-        return {**out, "verdict": "removed" if new.empty else "new"}
-    beyond_noise = abs(new_mean - old_mean) > noise_factor * noise + 1e-12
-    if kind == "accuracy":
-        if not beyond_noise:
-            return {**out, "verdict": "same"}
-        return {**out, "verdict": "regression" if new_mean < old_mean else "improvement"}
-    beyond_noise = beyond_noise and abs(new_mean - old_mean) > time_floor
-    ratio = new_mean / old_mean if old_mean > 0 else math.inf
-    if beyond_noise and ratio > 1 + time_threshold:
-        return {**out, "verdict": "regression"}
-    if beyond_noise and ratio < 1 / (1 + time_threshold):
-        return {**out, "verdict": "improvement"}
-    return {**out, "verdict": "same"}
+        return {**out, "verdict": "regression" if not ok_new else "improvement", "test": "ok on one side only"}
+    if not old_estimate.n or not new_estimate.n:  # measured on one side only (a stage added or removed)
+        return {**out, "verdict": "removed" if not new_estimate.n else "new"}
+    change = stats.judge_change(old, new, higher_is_better=bool(higher_is_better(quantity)), seconds=kind == "time",
+                                alpha=alpha, min_effect=min_effect, min_ratio=time_threshold, min_seconds=time_floor)
+    tested = change.comparison
+    detail = tested.text() if tested.judged else f"{tested.note}: tolerance only"
+    return {**out, "delta": tested.difference, "p_value": tested.p_value, "test": detail, "verdict": change.verdict}
+
+
+def rule_text(alpha: float = stats.ALPHA, min_effect: float = stats.SCORE_MIN_EFFECT,
+              time_threshold: float = stats.TIME_MIN_RATIO, time_floor: float = stats.TIME_MIN_SECONDS) -> str:
+    """How a comparison decides, in one sentence (printed above its table)."""
+    return (f"A metric changed when the test over seeds is significant (p < {alpha:g}; paired on shared seeds) and "
+            f"it moved by more than {min_effect:g}; a time when the test is significant and it moved by more than "
+            f"{time_threshold:.0%} and {time_floor:g} s. With one seed per side the noise cannot be judged: the "
+            "minimum change alone decides (\"tolerance only\").")
 
 
 def flagged(table: pd.DataFrame, kinds: Sequence[str]) -> pd.DataFrame:
@@ -165,21 +194,24 @@ def table_cells(table: pd.DataFrame) -> list[list[str]]:
     """The comparison as rows of display text: dataset, configuration, quantity, old, new, Δ, verdict."""
     return [[row.dataset, row.configuration, quantity_label(row.quantity),
              _value(row.old_mean, row.old_std, row.old_n, row.kind == "time"),
-             _value(row.new_mean, row.new_std, row.new_n, row.kind == "time"), _delta(row), row.verdict]
+             _value(row.new_mean, row.new_std, row.new_n, row.kind == "time"), _delta(row), row.verdict, row.test]
             for row in table.itertuples()]
 
 
-HEADER = ("dataset", "configuration", "quantity", "old", "new", "Δ", "verdict")
+HEADER = ("dataset", "configuration", "quantity", "old", "new", "Δ", "verdict", "how judged")
 
 
-def to_markdown(table: pd.DataFrame, old: Side, new: Side) -> str:
-    """The comparison as Markdown: who is compared, the regressions first, then every other row."""
+def to_markdown(table: pd.DataFrame, old: Side, new: Side, rule: str | None = None) -> str:
+    """The comparison as Markdown: who is compared (commits, CPUs, seeds), how it decides (``rule``, default
+    :func:`rule_text`), the regressions first, then every other row."""
     order = table.assign(_first=(table.verdict != "regression")).sort_values("_first", kind="stable")
-    lines = [f"Comparing {old.describe()} with {new.describe()}.", "",
-             "| " + " | ".join(HEADER) + " |", "| " + " | ".join([":---"] * 3 + ["---:"] * 3 + [":---"]) + " |"]
+    note = seed_note(old, new)
+    lines = [f"Comparing {old.describe()} with {new.describe()}.", *([f"Note: {note}"] if note else []), "",
+             rule or rule_text(), "",
+             "| " + " | ".join(HEADER) + " |", "| " + " | ".join([":---"] * 3 + ["---:"] * 3 + [":---"] * 2) + " |"]
     for cells in table_cells(order):
-        if cells[-1] == "regression":
-            cells[-1] = "**regression**"
+        if cells[-2] == "regression":
+            cells[-2] = "**regression**"
         lines.append("| " + " | ".join(c.replace("|", r"\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -196,5 +228,15 @@ def to_html_table(table: pd.DataFrame) -> str:
     return f'<table class="comparison"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
-__all__ = ["DEFAULT_TIMES", "Side", "VERDICTS", "compare_frames", "flagged", "side_of", "to_html_table",
-           "to_markdown"]
+__all__ = [
+    "DEFAULT_TIMES",
+    "VERDICTS",
+    "Side",
+    "compare_frames",
+    "flagged",
+    "rule_text",
+    "seed_note",
+    "side_of",
+    "to_html_table",
+    "to_markdown",
+]

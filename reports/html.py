@@ -28,6 +28,7 @@ th { background: #f3f5f9; text-align: left; font-weight: 600; }
 td { font-variant-numeric: tabular-nums; }
 table.cutbench-summary td:nth-child(n+3), td.num { text-align: right; white-space: nowrap; }
 tr.regression td { background: #fde8e8; } tr.improvement td { background: #e7f6ec; }
+tr.better td { background: #e6effb; } tr.inconclusive td { background: #fff8e1; }
 tr.new td, tr.removed td { color: #5b6375; }
 .warning { background: #fff4d6; border-left: 4px solid #e0a800; padding: 0.5rem 0.8rem; margin: 0.8rem 0; }
 .ok { background: #e7f6ec; border-left: 4px solid #2f9e55; padding: 0.5rem 0.8rem; margin: 0.8rem 0; }

@@ -290,3 +290,31 @@ def plot_gamma_search(search, title: str, path_stem: str | Path) -> list[Path]:
     axes.legend(fontsize=7)
     axes.set_title(title, fontsize=8)
     return save_figure(figure, path_stem)
+
+
+def draw_critical_difference(axes, analysis) -> dict:
+    """Draw the critical-difference diagram of a :class:`cutbench.stats.RankAnalysis` on ``axes`` (scikit-posthocs
+    draws it) and return scikit-posthocs' artists (``labels`` holds each configuration's "name (rank)" text).
+
+    Configurations sit at their average rank (1 = best, on the left); a horizontal bar joins those whose
+    Nemenyi test is not significant at the analysis's alpha, and the bar above the axis is the critical
+    difference.
+    """
+    import scikit_posthocs
+
+    names = list(analysis.average_ranks.index)
+    return scikit_posthocs.critical_difference_diagram(
+        analysis.average_ranks, analysis.posthoc, cd=analysis.critical_difference, alpha=analysis.alpha, ax=axes,
+        label_fmt_left="{label} ({rank:.2f})", label_fmt_right="({rank:.2f}) {label}",
+        label_props={"fontsize": 8}, color_palette=dict(zip(names, series_colors(len(names)), strict=True)))
+
+
+def plot_critical_difference(analysis, *, path_stem: str | Path, title: str | None = None) -> list[Path]:
+    """:func:`draw_critical_difference` in a figure of its own, saved as ``<path_stem>.png`` and ``.pdf``."""
+    figure = new_figure((7.5, 1.2 + 0.32 * analysis.n_methods), 150)
+    axes = figure.add_subplot()
+    draw_critical_difference(axes, analysis)
+    axes.set_title(title or (f"average rank over {analysis.n_datasets} datasets (1 = best); bars join "
+                             f"configurations not significantly different (Nemenyi, α = {analysis.alpha:g})"),
+                   fontsize=8)
+    return save_figure(figure, path_stem)

@@ -8,10 +8,21 @@ from pathlib import Path
 
 import pandas as pd
 
+from cutbench import stats
 from cutbench.reports import html as pages
-from cutbench.reports.compare import compare_frames, side_of, to_html_table, to_markdown as comparison_markdown
-from cutbench.reports.plots import plot_metric_bars
-from cutbench.reports.tables import configuration_labels, dataset_labels, summarize, to_html, to_latex, to_markdown
+from cutbench.reports import ranks
+from cutbench.reports.compare import compare_frames, rule_text, seed_note, side_of, to_html_table
+from cutbench.reports.compare import to_markdown as comparison_markdown
+from cutbench.reports.plots import plot_critical_difference, plot_metric_bars
+from cutbench.reports.tables import (
+    MARK_RULE,
+    configuration_labels,
+    dataset_labels,
+    summarize,
+    to_html,
+    to_latex,
+    to_markdown,
+)
 
 
 def oversubscription_warning(frame: pd.DataFrame) -> str | None:
@@ -35,11 +46,21 @@ def thread_note(frame: pd.DataFrame) -> str | None:
     return f"threads per cell: {', '.join(map(str, counts))} (torch, BLAS and OpenMP)"
 
 
-def render_report(store, out: Path, stages: Sequence[str] = ("fit",), *, echo=print) -> list[Path]:
+def cpu_note(frame: pd.DataFrame) -> str | None:
+    """The CPU model(s) the results were made on: network results on CPU depend on it (its kernels)."""
+    if "cpu" not in frame or frame["cpu"].isna().all():
+        return None
+    return f"CPU: {'; '.join(sorted({str(c) for c in frame['cpu'].dropna()}))}"
+
+
+def render_report(store, out: Path, stages: Sequence[str] = ("fit",), *, rank_metric: str = "acc",
+                  echo=print) -> list[Path]:
     """Export the store's table and render ``table.md``/``.tex``/``.html``, the accuracy plot and ``report.html``.
 
-    ``stages`` names the timed stages whose seconds the tables show, in that order. The Markdown table
-    and any warnings are passed to ``echo``.
+    ``stages`` names the timed stages whose seconds the tables show, in that order. Bold cells follow
+    :data:`cutbench.reports.tables.MARK_RULE`. With at least two datasets and three configurations, the
+    configurations are also ranked by ``rank_metric`` across datasets (``ranks.md``, Friedman and Nemenyi
+    tests, ``critical_difference.png``). The Markdown tables and any warnings are passed to ``echo``.
     """
     written = store.export(out / "results")
     frame = store.to_frame()
@@ -51,18 +72,30 @@ def render_report(store, out: Path, stages: Sequence[str] = ("fit",), *, echo=pr
                               key=lambda stamps: pd.to_datetime(stamps, utc=True, format="ISO8601"))
     frame = frame.assign(method=configuration_labels(frame), dataset=dataset_labels(frame))
     summary = summarize(frame, times=[f"{stage}_s" for stage in stages])
-    markdown = to_markdown(summary)
+    legend = [MARK_RULE + ".", *summary.attrs["notes"]]
+    markdown = to_markdown(summary) + "\n" + "\n".join(f"{line}  " for line in legend) + "\n"
     fragment = to_html(summary)
     for name, text in (("table.md", markdown), ("table.tex", to_latex(summary)), ("table.html", fragment)):
         (out / name).write_text(text)
         written.append(out / name)
     plots = plot_metric_bars(frame, "acc", path_stem=out / "acc")
     written += plots
+    analysis = ranks.analyse(frame, rank_metric)
+    if isinstance(analysis, str):
+        across = f"<p>{pages.html.escape(f'No ranking across datasets: {analysis}')}</p>"
+    else:
+        (out / "ranks.md").write_text(ranks.to_markdown(analysis, rank_metric))
+        diagram = plot_critical_difference(analysis, path_stem=out / "critical_difference")
+        written += [out / "ranks.md", *diagram]
+        across = ranks.to_html(analysis, rank_metric) + pages.figure(diagram[0], "critical-difference diagram")
+        markdown += "\n" + ranks.to_markdown(analysis, rank_metric)
     warnings = [oversubscription_warning(frame), store.problems_summary()]
     records = list(store.latest_by_configuration().values())
     study = ", ".join(sorted({str(s) for s in frame["study"].dropna()})) or out.name
+    machine = "; ".join(note for note in (thread_note(frame), cpu_note(frame)) if note)
     body = [pages.section("Results", pages.notes(warnings) + fragment
-                          + f"<p>{pages.html.escape(thread_note(frame) or '')}</p>"),
+                          + "".join(f"<p>{pages.html.escape(line)}</p>" for line in [*legend, machine] if line)),
+            pages.section("Across datasets", across),
             pages.section("Accuracy", pages.figure(plots[0], "ACC per dataset and configuration, mean ± std over seeds")),
             pages.section("Cells that did not finish", pages.failures(frame)),
             pages.section("Provenance", pages.provenance(records))]
@@ -75,28 +108,34 @@ def render_report(store, out: Path, stages: Sequence[str] = ("fit",), *, echo=pr
     return written
 
 
-def render_comparison(old_store, new_store, out: Path, *, noise_factor: float = 2.0,
-                      time_threshold: float = 0.25, time_floor: float = 0.01) -> tuple[pd.DataFrame, str, list[Path]]:
+def render_comparison(old_store, new_store, out: Path, *, alpha: float = stats.ALPHA,
+                      min_effect: float = stats.SCORE_MIN_EFFECT, time_threshold: float = stats.TIME_MIN_RATIO,
+                      time_floor: float = stats.TIME_MIN_SECONDS) -> tuple[pd.DataFrame, str, list[Path]]:
     """Compare two folders; write ``comparison.md`` and a self-contained ``report.html`` into ``out``.
 
     Returns the comparison table (see :func:`cutbench.reports.compare.compare_frames`), its Markdown
     and the written paths.
     """
     old_frame, new_frame = old_store.to_frame(), new_store.to_frame()
-    table = compare_frames(old_frame, new_frame, noise_factor=noise_factor, time_threshold=time_threshold,
+    table = compare_frames(old_frame, new_frame, alpha=alpha, min_effect=min_effect, time_threshold=time_threshold,
                            time_floor=time_floor)
     old, new = side_of(old_frame, str(old_store.root)), side_of(new_frame, str(new_store.root))
-    markdown = comparison_markdown(table, old, new)
+    rule = rule_text(alpha, min_effect, time_threshold, time_floor)
+    markdown = comparison_markdown(table, old, new, rule)
     out.mkdir(parents=True, exist_ok=True)
     (out / "comparison.md").write_text(markdown)
     counts = table.verdict.value_counts().to_dict()
     summary = ", ".join(f"{counts[v]} {v}" for v in ("regression", "improvement", "same", "new", "removed")
                         if v in counts)
     records = [*old_store.latest_by_configuration().values(), *new_store.latest_by_configuration().values()]
-    rule = (f"A metric changed when its mean over seeds moved by more than {noise_factor:g} seed standard "
-            f"deviations; a time when it also moved by more than {time_threshold:.0%}.")
+    notes = [seed_note(old, new)]
+    if old.cpus != new.cpus:
+        notes.append(f"the sides ran on different CPUs ({' / '.join(old.cpus) or 'unknown'} against "
+                     f"{' / '.join(new.cpus) or 'unknown'}): network results on CPU move with the kernels a CPU "
+                     "picks, so a change of a network cell may be the machine's, not the code's.")
     body = [pages.section("Summary", f"<p>Old: {pages.html.escape(old.describe())}<br>New: "
-                          f"{pages.html.escape(new.describe())}</p><p>{summary}. {pages.html.escape(rule)}</p>"),
+                          f"{pages.html.escape(new.describe())}</p>" + pages.notes(notes)
+                          + f"<p>{summary}. {pages.html.escape(rule)}</p>"),
             pages.section("Changes", to_html_table(table)),
             pages.section("Cells that did not finish (new)", pages.failures(new_frame)),
             pages.section("Provenance", pages.provenance(records))]
@@ -104,4 +143,4 @@ def render_comparison(old_store, new_store, out: Path, *, noise_factor: float = 
     return table, markdown, [out / "comparison.md", out / "report.html"]
 
 
-__all__ = ["oversubscription_warning", "render_comparison", "render_report", "thread_note"]
+__all__ = ["cpu_note", "oversubscription_warning", "render_comparison", "render_report", "thread_note"]

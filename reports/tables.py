@@ -12,8 +12,13 @@ Number format, applied by :func:`format_mean_std` in every rendered format:
   ``1234 ± 56``. Times span milliseconds to hours, so a fixed number of decimals would either hide
   short times or print noise digits for long ones.
 
-With a single ok seed the std is undefined and only the mean is shown. The best value is chosen on the
-rounded, displayed means, so tied values are all bold.
+With a single ok seed the std is undefined and only the mean is shown.
+
+Bold marks the best mean *and every configuration not significantly worse than it* on the same dataset
+(:func:`cutbench.stats.mark_best`: paired tests over shared seeds against the best, Holm-corrected, at
+:data:`cutbench.stats.ALPHA`), per quantity and in its direction (a time is best when lowest). A mean that
+is best only within the seeds' noise is therefore not singled out. When significance cannot be judged
+(a configuration with one ok seed), nothing is bold and the summary's ``attrs["notes"]`` says why.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cutbench import CutbenchError
+from cutbench import CutbenchError, stats
 from cutbench.affinity import affinity_label
 from cutbench.metrics import METRICS
 from cutbench.store import STATUSES
@@ -122,10 +127,6 @@ def format_mean_std(
     if math.isfinite(std):
         text += plus_minus + _fixed(std, decimals)
     return text
-
-
-def _displayed_mean(mean: float, seconds: bool) -> float:
-    return round(mean, _decimals(mean, seconds)) if math.isfinite(mean) else math.nan
 
 
 # ---------------------------------------------------------------------------------------------- summary
@@ -273,8 +274,10 @@ def summarize(
     times: Sequence[str] = DEFAULT_TIMES,
     by: Sequence[str] = ("dataset", "method"),
     order: Mapping[str, Sequence] | None = None,
+    best_among: str | None = None,
+    directions: Mapping[str, bool] | None = None,
 ) -> pd.DataFrame:
-    """Mean and std (ddof=1) of each metric and time per group, over ok cells only.
+    """Mean and std (ddof=1) of each metric and time per group, over ok cells only, and which groups are best.
 
     Parameters
     ----------
@@ -287,14 +290,21 @@ def summarize(
     order : mapping of str to sequence, optional
         Explicit order of the values of some ``by`` columns, e.g. ``{"method": ["ncut", "neuncut"]}``.
         It must list every value present. Unlisted columns keep the order of first appearance in ``df``.
+    best_among : str, optional
+        The ``by`` level whose entries compete for "best" within the other levels; default "method" when
+        present, else the last level.
+    directions : mapping of str to bool, optional
+        Extra or overriding higher-is-better flags (see :func:`higher_is_better`).
 
     Returns
     -------
     pandas.DataFrame
         Indexed by ``by`` (categorical levels that carry the order; NaN keys sort last), with columns
-        ``<q>_mean`` and ``<q>_std`` for each quantity, then ``n_ok``, ``n_total`` and ``status``:
-        "ok" when the group has an ok cell, otherwise its most frequent status. Means of groups without
-        an ok cell are NaN, never 0.
+        ``<q>_mean``, ``<q>_std`` and ``<q>_best`` for each quantity, then ``n_ok``, ``n_total`` and
+        ``status``: "ok" when the group has an ok cell, otherwise its most frequent status. Means of
+        groups without an ok cell are NaN, never 0. ``<q>_best`` is True for the best group and every
+        group not significantly worse (:func:`cutbench.stats.mark_best`, paired over the ``seed`` column);
+        ``attrs["notes"]`` lists why marks could not be judged where they could not.
     """
     by, quantities = list(by), [*metrics, *times]
     _check_records(df, by, quantities)
@@ -308,11 +318,17 @@ def summarize(
         raise CutbenchError(f"metrics and times must be numeric columns; {error}") from error
     keys = [df[k] for k in by]
     grouping = dict(sort=False, dropna=False)
-    stats = values.where(is_ok).groupby(keys, **grouping).agg(["mean", "std"])
-    stats.columns = [f"{quantity}_{stat}" for quantity, stat in stats.columns]
+    moments = values.where(is_ok).groupby(keys, **grouping).agg(["mean", "std"])
+    moments.columns = [f"{quantity}_{stat}" for quantity, stat in moments.columns]
+    among = _best_among_level(by, best_among)
+    row_marks, notes = _significance_marks(df[is_ok], values[is_ok], by, among, quantities, directions)
+    marks = row_marks.reindex(df.index, fill_value=False).groupby(keys, **grouping).max()
+    columns = [f"{q}_{stat}" for q in quantities for stat in ("mean", "std")]
+    stats_columns = pd.concat([moments[columns], marks], axis=1)[
+        [f"{q}_{stat}" for q in quantities for stat in ("mean", "std", "best")]]
     counts = is_ok.groupby(keys, **grouping).agg(n_ok="sum", n_total="size")
     status = df["status"].groupby(keys, **grouping).agg(_dominant_status).rename("status")
-    summary = pd.concat([stats, counts, status], axis=1)
+    summary = pd.concat([stats_columns, counts, status], axis=1)
 
     # Categorical levels carry the display order with the summary, so renderers and plots need no df.
     levels = [
@@ -322,7 +338,48 @@ def summarize(
         summary.index = pd.CategoricalIndex(levels[0], name=by[0])
     else:
         summary.index = pd.MultiIndex.from_arrays(levels, names=by)
-    return summary.sort_index(na_position="last")
+    summary = summary.sort_index(na_position="last")
+    summary.attrs["notes"] = notes
+    return summary
+
+
+def _significance_marks(ok: pd.DataFrame, values: pd.DataFrame, by: list[str], among: str, quantities: list[str],
+                        directions: Mapping[str, bool] | None) -> tuple[pd.DataFrame, list[str]]:
+    """Per ok record, ``<q>_best``: whether its group is marked (see :func:`summarize`); and the reasons marks
+    could not be judged where they could not."""
+    others = [k for k in by if k != among]
+    seeds = ok["seed"] if "seed" in ok.columns else pd.Series(np.arange(len(ok)), index=ok.index)
+    marks = pd.DataFrame(False, index=ok.index, columns=[f"{q}_best" for q in quantities])
+    unjudged: dict[str, list[str]] = {}
+    contexts = ok.groupby(others, sort=False, dropna=False) if others else [((), ok)]
+    for context, block in contexts:
+        context = context if isinstance(context, tuple) else (context,)
+        members = list(block.groupby(among, sort=False, dropna=False))
+        for quantity in quantities:
+            direction = higher_is_better(quantity, directions)
+            if direction is None:
+                continue
+            groups = {}
+            for position, (_, cells) in enumerate(members):
+                cell_seeds = seeds[cells.index]
+                # Seeds repeated within a group (configurations not told apart) cannot be paired: by row instead.
+                keys = cell_seeds if cell_seeds.is_unique else pd.Series(cells.index, index=cells.index)
+                groups[position] = dict(zip(keys, values.loc[cells.index, quantity], strict=True))
+            result = stats.mark_best(groups, direction)
+            for position in result.marked:
+                marks.loc[members[position][1].index, f"{quantity}_best"] = True
+            if not result.marked and result.note.endswith("no significance can be judged"):
+                where = " · ".join(map(str, context)) or "all"
+                unjudged.setdefault(quantity_label(quantity), []).append(where)
+    notes = [f"{quantity}: not marked on {', '.join(places)}: a configuration there has one ok seed, so no "
+             "difference can be judged significant" for quantity, places in unjudged.items()]
+    return marks, notes
+
+
+MARK_RULE = (f"bold: the best mean and every configuration not significantly worse than it on the same dataset "
+             f"(paired t test over shared seeds, Wilcoxon from {stats.WILCOXON_MIN_PAIRS} seeds, Holm-corrected, "
+             f"α = {stats.ALPHA:g})")
+"""What bold means, for a caption or a line under a table."""
 
 
 # ------------------------------------------------------------------------------------------ table grid
@@ -356,37 +413,19 @@ def ordered_values(index: pd.Index, level: str) -> list:
     return [*present, *([math.nan] if values.hasnans else [])]
 
 
-def _best_among_level(summary: pd.DataFrame, best_among: str | None) -> str:
-    names = list(summary.index.names)
+def _best_among_level(by: Sequence[str], best_among: str | None) -> str:
+    names = list(by)
     if best_among is None:
         return "method" if "method" in names else names[-1]
     if best_among not in names:
-        raise CutbenchError(f"best_among={best_among!r} is not an index level; accepted: {names}.")
+        raise CutbenchError(f"best_among={best_among!r} is not one of by={names}.")
     return best_among
 
 
-def _best_mask(
-    summary: pd.DataFrame, quantities: list[str], best_among: str, directions: Mapping[str, bool] | None
-) -> pd.DataFrame:
-    """True where a mean is the best displayed value among ``best_among`` within the other levels.
-
-    Nothing is marked where fewer than two distinct displayed values compete.
-    """
-    others = [n for n in summary.index.names if n != best_among]
-    keys = [np.asarray(summary.index.get_level_values(n), dtype=object) for n in others] or [
-        np.zeros(len(summary))
-    ]
-    mask = pd.DataFrame(False, index=summary.index, columns=quantities)
-    for quantity in quantities:
-        direction = higher_is_better(quantity, directions)
-        if direction is None:
-            continue
-        shown = summary[f"{quantity}_mean"].map(lambda m: _displayed_mean(m, is_seconds(quantity)))
-        grouped = shown.groupby(keys, sort=False, dropna=False)
-        best = grouped.transform("max" if direction else "min")
-        # A lone contender, or contenders all tied, have no "best" worth highlighting.
-        mask[quantity] = shown.eq(best) & grouped.transform("nunique").ge(2)
-    return mask
+def _best_mask(summary: pd.DataFrame, quantities: list[str]) -> pd.DataFrame:
+    """The ``<q>_best`` marks of :func:`summarize` (none for a summary made without them)."""
+    return pd.DataFrame({q: summary[f"{q}_best"].astype(bool) if f"{q}_best" in summary else False
+                         for q in quantities}, index=summary.index)
 
 
 @dataclass(frozen=True)
@@ -434,19 +473,11 @@ def _cells(summary: pd.DataFrame, position: int, quantities: list[str], mask: pd
     return [*cells, f"{int(row['n_ok'])}/{int(row['n_total'])}"]
 
 
-def _grid(
-    summary: pd.DataFrame,
-    *,
-    layout: str,
-    columns_level: str,
-    bold_best: bool,
-    best_among: str | None,
-    directions: Mapping[str, bool] | None,
-) -> _Grid:
+def _grid(summary: pd.DataFrame, *, layout: str, columns_level: str, bold_best: bool) -> _Grid:
     if layout not in LAYOUTS:
         raise CutbenchError(f"layout={layout!r} is not supported; accepted: {list(LAYOUTS)}.")
     quantities = _quantities(summary)
-    mask = _best_mask(summary, quantities, _best_among_level(summary, best_among), directions)
+    mask = _best_mask(summary, quantities)
     if not bold_best:
         mask[:] = False
     columns = [*map(quantity_label, quantities), "ok"]
@@ -508,8 +539,6 @@ def to_markdown(
     layout: str = "long",
     columns_level: str = "dataset",
     bold_best: bool = True,
-    best_among: str | None = None,
-    directions: Mapping[str, bool] | None = None,
 ) -> str:
     """Render a summary as a GitHub-flavoured Markdown table (written here; no tabulate needed).
 
@@ -525,22 +554,15 @@ def to_markdown(
     columns_level : str, default "dataset"
         Index level spread over column groups in the wide layout.
     bold_best : bool, default True
-        Bold the best displayed mean per quantity among ``best_among`` within the other index levels
-        (e.g. the best method per dataset); ties are all bold, and nothing is bold when all tie.
-    best_among : str, optional
-        Index level whose entries compete; default "method" when present, else the last level.
-    directions : mapping of str to bool, optional
-        Extra or overriding higher-is-better flags (see :func:`higher_is_better`).
+        Bold the groups :func:`summarize` marked: the best and every one not significantly worse than it
+        (:data:`MARK_RULE`).
 
     Returns
     -------
     str
         The table, one line per row, ending in a newline.
     """
-    grid = _grid(
-        summary, layout=layout, columns_level=columns_level, bold_best=bold_best,
-        best_among=best_among, directions=directions,
-    )
+    grid = _grid(summary, layout=layout, columns_level=columns_level, bold_best=bold_best)
     values = (
         [f"{g} {c}" for g in grid.groups for c in grid.columns] if grid.groups else list(grid.columns)
     )
@@ -571,8 +593,6 @@ def to_latex(
     layout: str = "long",
     columns_level: str = "dataset",
     bold_best: bool = True,
-    best_among: str | None = None,
-    directions: Mapping[str, bool] | None = None,
     caption: str | None = None,
     label: str | None = None,
 ) -> str:
@@ -580,7 +600,7 @@ def to_latex(
 
     Parameters
     ----------
-    summary, layout, columns_level, bold_best, best_among, directions
+    summary, layout, columns_level, bold_best
         As in :func:`to_markdown`. The best cell is wrapped in ``\\textbf{}``.
     caption, label : str, optional
         Inserted verbatim (they may contain LaTeX) as ``\\caption{}`` and ``\\label{}``.
@@ -591,10 +611,7 @@ def to_latex(
         A ``table`` environment. Row labels and headers are escaped; in the long layout repeated
         leading labels are left blank and each first-level block (dataset) is separated by ``\\midrule``.
     """
-    grid = _grid(
-        summary, layout=layout, columns_level=columns_level, bold_best=bold_best,
-        best_among=best_among, directions=directions,
-    )
+    grid = _grid(summary, layout=layout, columns_level=columns_level, bold_best=bold_best)
     n_keys, n_groups = len(grid.key_names), max(len(grid.groups), 1)
     lines = [r"\begin{table}[htbp]", r"\centering"]
     if caption is not None:
@@ -633,17 +650,12 @@ def to_html(
     layout: str = "long",
     columns_level: str = "dataset",
     bold_best: bool = True,
-    best_among: str | None = None,
-    directions: Mapping[str, bool] | None = None,
 ) -> str:
     """Render a summary as an HTML ``<table class="cutbench-summary">``; best cells in ``<strong>``.
 
     Parameters are as in :func:`to_markdown`; the wide layout gets a two-row header with ``colspan``.
     """
-    grid = _grid(
-        summary, layout=layout, columns_level=columns_level, bold_best=bold_best,
-        best_among=best_among, directions=directions,
-    )
+    grid = _grid(summary, layout=layout, columns_level=columns_level, bold_best=bold_best)
     esc = html.escape
     lines = ['<table class="cutbench-summary">', "<thead>"]
     if grid.groups:

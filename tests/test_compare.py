@@ -5,14 +5,15 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 from cutbench.cli import main
 from cutbench.reports.compare import compare_frames, flagged
 from cutbench.store import ResultStore, cell_key
 
 
-def record(seed, acc, fit=1.0, method="neuncut", gamma=80.0, status="ok", study="s", commit="c0ffee"):
-    config = {"dataset": {"name": "blobs", "params": {"n": 10}, "fingerprint": "f"}, "features": {"name": "raw"},
+def record(seed, acc, fit=1.0, method="neuncut", gamma=80.0, status="ok", study="s", commit="c0ffee", dataset="blobs"):
+    config = {"dataset": {"name": dataset, "params": {"n": 10}, "fingerprint": "f"}, "features": {"name": "raw"},
               "method": {"name": method, "params": {"gamma": gamma}},
               "protocol": {"train_size": None, "nmi_average_method": "arithmetic"}, "seed": seed, "device": "cpu",
               "timing": {"warmup": 0, "repeats": 1}, "cutbench_version": "0.1.0"}
@@ -44,17 +45,50 @@ def verdicts(table, quantity="acc"):
 def test_a_seeded_accuracy_drop_is_flagged_and_noise_is_not(tmp_path):
     old = frame_of(tmp_path, "old", [record(s, a) for s, a in enumerate([0.80, 0.90, 0.85])]
                    + [record(s, 0.95, method="kmeans") for s in range(3)])
-    # neuncut: mean 0.85 -> 0.86, inside two seed stds (0.05): noise. kmeans: 0.95 -> 0.94 on seeds that
-    # repeat exactly (std 0): a real drop.
+    # neuncut: +0.02, +0.01, 0.00 on the same seeds: paired t p = 0.18, noise. kmeans: 0.95 -> 0.94 on every
+    # seed (a deterministic shift, no spread): a real drop.
     new = frame_of(tmp_path, "new", [record(s, a) for s, a in enumerate([0.82, 0.91, 0.85])]
                    + [record(s, 0.94, method="kmeans") for s in range(3)])
     table = compare_frames(old, new)
     assert verdicts(table) == {"neuncut": "same", "kmeans": "regression"}
+    row = table[(table.configuration == "neuncut") & (table.quantity == "acc")].iloc[0]
+    expected = scipy_stats.ttest_rel([0.82, 0.91, 0.85], [0.80, 0.90, 0.85])
+    assert row.p_value == pytest.approx(expected.pvalue) and row.test.startswith("paired t, n = 3")
     row = table[(table.configuration == "kmeans") & (table.quantity == "acc")].iloc[0]
-    assert row.delta == pytest.approx(-0.01) and row.noise == pytest.approx(0.0, abs=1e-12)
+    assert row.delta == pytest.approx(-0.01) and row.p_value == 0.0
     assert list(flagged(table, ["accuracy"]).configuration.unique()) == ["kmeans"]
     better = frame_of(tmp_path, "better", [record(s, 0.99, method="kmeans") for s in range(3)])
     assert verdicts(compare_frames(old, better)) == {"neuncut": "removed", "kmeans": "improvement"}
+    # significant but smaller than the minimum effect: the same
+    tiny = frame_of(tmp_path, "tiny", [record(s, 0.948, method="kmeans") for s in range(3)])
+    assert verdicts(compare_frames(old, tiny))["kmeans"] == "same"
+
+
+def test_one_seed_per_side_falls_back_to_the_stated_tolerance(tmp_path):
+    old = frame_of(tmp_path, "old", [record(0, 0.90)])
+    table = compare_frames(old, frame_of(tmp_path, "a", [record(0, 0.897)]))
+    row = table[table.quantity == "acc"].iloc[0]
+    assert row.verdict == "same" and "noise cannot be judged: tolerance only" in row.test
+    assert verdicts(compare_frames(old, frame_of(tmp_path, "b", [record(0, 0.89)]))) == {"neuncut": "regression"}
+    assert verdicts(compare_frames(old, frame_of(tmp_path, "c", [record(0, 0.89)]), min_effect=0.02)) == \
+        {"neuncut": "same"}
+
+
+def test_different_seed_sets_are_paired_on_shared_seeds_or_compared_as_independent(tmp_path, capsys):
+    old = store_of(tmp_path / "old", [record(s, 0.9 + 0.01 * s) for s in range(3)])
+    new = store_of(tmp_path / "new", [record(s, 0.8 + 0.01 * s) for s in (1, 2, 5)])
+    table = compare_frames(old.to_frame(), new.to_frame())
+    row = table[table.quantity == "acc"].iloc[0]
+    assert row.test.startswith("paired t, n = 2") and "seed(s) 0, 5 on one side only: left out" in row.test
+    assert row.verdict == "regression"
+    disjoint = store_of(tmp_path / "disjoint", [record(s, 0.8 + 0.01 * s) for s in (7, 8, 9)])
+    row = compare_frames(old.to_frame(), disjoint.to_frame()).query("quantity == 'acc'").iloc[0]
+    assert row.test.startswith("Welch t") and "independent samples" in row.test
+    expected = scipy_stats.ttest_ind([0.87, 0.88, 0.89], [0.9, 0.91, 0.92], equal_var=False)
+    assert row.p_value == pytest.approx(expected.pvalue)
+    assert main(["compare", str(tmp_path / "old"), str(tmp_path / "disjoint")]) == 1
+    out = capsys.readouterr().out
+    assert "seeds 0, 1, 2)" in out and "seeds 7, 8, 9)" in out and "compared as independent samples" in out
 
 
 def test_time_changes_count_beyond_the_threshold_and_the_noise(tmp_path):
@@ -65,7 +99,7 @@ def test_time_changes_count_beyond_the_threshold_and_the_noise(tmp_path):
     assert verdicts(compare_frames(old, slower), "fit_s") == {"neuncut": "regression"}
     assert verdicts(compare_frames(old, bit_slower), "fit_s") == {"neuncut": "same"}  # +20% < 25%
     assert verdicts(compare_frames(old, bit_slower, time_threshold=0.1), "fit_s") == {"neuncut": "regression"}
-    assert verdicts(compare_frames(old, noisy), "fit_s") == {"neuncut": "same"}  # +50%, within the seeds' spread
+    assert verdicts(compare_frames(old, noisy), "fit_s") == {"neuncut": "same"}  # +50%, paired p = 0.53: noise
     assert flagged(compare_frames(old, slower), ["accuracy"]).empty
 
 
@@ -95,7 +129,7 @@ def test_compare_exits_non_zero_on_a_regression_and_writes_its_reports(tmp_path,
     store_of(tmp_path / "new", [record(s, 0.8, commit="2222222bbbb") for s in range(2)])
     assert main(["compare", str(tmp_path / "old"), str(tmp_path / "new")]) == 1
     out = capsys.readouterr().out
-    assert "(commit 1111111aaa)" in out and "(commit 2222222bbb)" in out and "**regression**" in out
+    assert "(commit 1111111aaa;" in out and "(commit 2222222bbb;" in out and "**regression**" in out
     assert "4 regression(s) of kind accuracy flagged" in out  # acc, nmi, ari, nca
     assert (tmp_path / "new" / "comparison" / "comparison.md").is_file()
     validate_page((tmp_path / "new" / "comparison" / "report.html").read_text())
@@ -158,3 +192,30 @@ def test_a_study_writes_a_self_contained_report_with_failures_and_provenance(tmp
     parser = validate_page(text)
     assert len(parser.images) == 1 and "2 of 4 cells did not finish" in text and "training diverged" in text
     assert "threads per cell:" in text and "commits" in text and "kmeans" in text
+
+
+def test_the_report_marks_significance_and_ranks_across_datasets(tmp_path, capsys):
+    """Four methods on three datasets (ranked by hand: a first everywhere, d last on two): the table's bold
+    follows the paired tests, the report ranks the methods and draws the critical-difference diagram; with
+    one seed nothing is bold and the table says why."""
+    means = {"d1": {"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.6}, "d2": {"a": 0.9, "b": 0.899, "c": 0.5, "d": 0.6},
+             "d3": {"a": 0.95, "b": 0.6, "c": 0.7, "d": 0.55}}
+    noise = [0.004, -0.003, 0.001]
+    for seeds, folder in (((0, 1, 2), "three"), ((0,), "one")):
+        store_of(tmp_path / folder, [record(seed, acc + noise[seed] * (1 if m != "b" else -1), method=m, dataset=d)
+                                     for d, row in means.items() for m, acc in row.items() for seed in seeds])
+        assert main(["report", str(tmp_path / folder)]) == 0
+    table = (tmp_path / "three" / "table.md").read_text()
+    bold = {tuple(c.strip() for c in line.strip("|").split("|")[:2]) for line in table.splitlines()
+            if line.startswith("|") and "**" in line.split("|")[3]}
+    assert bold == {("d1", "a"), ("d2", "a"), ("d2", "b"), ("d3", "a")}  # d2: b is 0.001 behind, within noise
+    assert "bold: the best mean and every configuration not significantly worse" in table
+    ranks = (tmp_path / "three" / "ranks.md").read_text()
+    assert "| a | 1.00 |" in ranks and "Friedman test over 3 datasets and 4 configurations" in ranks
+    page = (tmp_path / "three" / "report.html").read_text()
+    validate_page(page)
+    assert "Across datasets" in page and "critical-difference diagram" in page and page.count("data:image/png") == 2
+    assert (tmp_path / "three" / "critical_difference.png").is_file()
+    single = (tmp_path / "one" / "table.md").read_text()
+    assert "**" not in single.split("bold:")[0] and "one ok seed, so no difference can be judged" in single
+    assert "one ok seed" in (tmp_path / "one" / "report.html").read_text()

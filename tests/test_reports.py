@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.image import imread
+from scipy import stats as scipy_stats
 
 from cutbench import CutbenchError
 from cutbench.canonical import canonical_json
@@ -205,24 +206,70 @@ def test_format_mean_std(mean, std, seconds, expected):
 # ------------------------------------------------------------------------------------------------ formats
 
 
-def test_best_is_bold_for_higher_and_lower_is_better(records):
+def _holm(p_values: dict) -> dict:
+    """Holm's step-down adjustment written out: the i-th smallest p times (m - i), made monotone."""
+    ordered = sorted(p_values, key=p_values.get)
+    adjusted, running = {}, 0.0
+    for i, name in enumerate(ordered):
+        running = max(running, min(1.0, (len(ordered) - i) * p_values[name]))
+        adjusted[name] = running
+    return adjusted
+
+
+def _expected_marks(dataset: str, quantity: str, higher: bool) -> set:
+    """Best mean plus every method whose Holm-adjusted paired t test against it is not significant."""
+    values = {m: {r["seed"]: r[quantity] for r in _records()
+                  if (r["dataset"], r["method"], r["status"]) == (dataset, m, "ok")} for m in METHODS}
+    values = {m: v for m, v in values.items() if v}
+    if len(values) < 2 or any(len(v) < 2 for v in values.values()):
+        return set()
+    means = {m: np.mean(list(v.values())) for m, v in values.items()}
+    best = (max if higher else min)(means, key=means.get)
+    p_values = {}
+    for method in set(values) - {best}:
+        shared = sorted(set(values[best]) & set(values[method]))
+        p_values[method] = scipy_stats.ttest_rel([values[method][s] for s in shared],
+                                                 [values[best][s] for s in shared]).pvalue
+    return {best} | {m for m, p in _holm(p_values).items() if p >= 0.05}
+
+
+def test_bold_marks_the_best_and_every_method_not_significantly_worse(records):
     summary = summarize(records, metrics=("acc", "nmi"), times=("fit_s",))
     cells = _markdown_cells(to_markdown(summary))
+    marked_somewhere = 0
     for dataset in DATASETS:
-        ok_methods = [m for m in METHODS if _ok_values(dataset, m, "acc")]
-        best_acc = max(ok_methods, key=lambda m: np.mean(_ok_values(dataset, m, "acc")))
-        fastest = min(ok_methods, key=lambda m: np.mean(_ok_values(dataset, m, "fit_s")))
-        assert best_acc != fastest
-        for method in METHODS:
-            row = cells[dataset, method]
-            assert row["ACC"].startswith("**") == (method == best_acc), (dataset, method, row)
-            assert row["NMI"].startswith("**") == (method == best_acc)
-            assert row["fit [s]"].startswith("**") == (method == fastest), (dataset, method, row)
-            assert not row["ok"].startswith("**")
+        for quantity, header, higher in (("acc", "ACC", True), ("nmi", "NMI", True), ("fit_s", "fit [s]", False)):
+            expected = _expected_marks(dataset, quantity, higher)
+            marked_somewhere += len(expected)
+            shown = {m for m in METHODS if cells[dataset, m][header].startswith("**")}
+            assert shown == expected, (dataset, quantity, shown, expected)
+        assert not any(cells[dataset, m]["ok"].startswith("**") for m in METHODS)
+    assert marked_somewhere >= 6
+    # blobs: spectral_net (seed 1 failed) leads on 2 seeds only: with one degree of freedom even a 0.06 lead is
+    # not significant after Holm's correction, so all three are bold instead of a bare best mean
+    assert {m for m in METHODS if cells["blobs", m]["ACC"].startswith("**")} == set(METHODS)
+    # two_moons: 3 seeds each, neuncut's lead is significant
+    assert {m for m in METHODS if cells["two_moons", m]["ACC"].startswith("**")} == {"neuncut"}
+    # double_rings: neuncut has one ok seed, so nothing is judged there, and the summary says why
+    assert not any(cells["double_rings", m]["ACC"].startswith("**") for m in METHODS)
+    assert any("double_rings" in note and "one ok seed" in note for note in summary.attrs["notes"])
     latex = to_latex(summary)
-    assert latex.count(r"\textbf{") == 3 * len(DATASETS)
-    assert re.search(r"^ & neuncut & \\textbf\{0\.99\d \$\\pm\$", latex, flags=re.M)  # two_moons ACC
+    assert latex.count(r"\textbf{") == sum(c[h].startswith("**") for c in cells.values() for h in ("ACC", "NMI", "fit [s]"))
     assert "**" not in to_markdown(summary, bold_best=False)
+
+
+def test_a_lead_within_noise_is_not_bold_alone():
+    rows = []
+    for seed in range(4):  # a and b differ by noise; c is clearly worse and clearly slower
+        noise = [0.01, -0.012, 0.008, -0.004][seed]
+        for method, acc, fit in (("a", 0.900 + noise, 1.0 + noise), ("b", 0.899 - noise, 1.02 - noise),
+                                 ("c", 0.700 + noise, 5.0)):
+            rows.append({"dataset": "d", "method": method, "seed": seed, "status": "ok", "acc": acc, "fit_s": fit})
+    summary = summarize(pd.DataFrame(rows), metrics=("acc",), times=("fit_s",))
+    assert summary["acc_best"].tolist() == [True, True, False]
+    assert summary["fit_s_best"].tolist() == [True, True, False]  # a time within noise is not singled out
+    cells = _markdown_cells(to_markdown(summary))
+    assert cells["d", "a"]["ACC"].startswith("**") and cells["d", "b"]["ACC"].startswith("**")
 
 
 def test_ties_all_bold_and_no_bold_when_all_tie(records):
@@ -377,3 +424,41 @@ def test_plot_metric_vs_param_writes_png_and_pdf(tmp_path):
 )
 def test_log_x_only_beyond_one_decade(values, expected):
     assert _log_x_wanted(np.array(values, dtype=float)) is expected
+
+
+# ------------------------------------------------------------------------------------------ across datasets
+
+
+def _study_records(seeds=(0, 1, 2)):
+    """Four methods on three datasets, ranked by hand: a 1st everywhere; b 2nd, 2nd, 3rd; c 3rd, 4th, 2nd;
+    d 4th, 3rd, 4th."""
+    means = {"d1": {"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.6}, "d2": {"a": 0.9, "b": 0.85, "c": 0.5, "d": 0.6},
+             "d3": {"a": 0.95, "b": 0.6, "c": 0.7, "d": 0.55}}
+    return pd.DataFrame([{"study": "s", "dataset": d, "method": m, "seed": seed, "status": "ok",
+                          "acc": acc + 0.002 * seed, "fit_s": 1.0}
+                         for d, row in means.items() for m, acc in row.items() for seed in seeds])
+
+
+HAND_RANKS = {"a": 1.0, "b": (2 + 2 + 3) / 3, "c": (3 + 4 + 2) / 3, "d": (4 + 3 + 4) / 3}
+
+
+def test_rank_scores_and_the_critical_difference_diagram_follow_hand_ranks(tmp_path):
+    from matplotlib.figure import Figure
+
+    from cutbench import stats
+    from cutbench.reports import ranks
+    from cutbench.reports.plots import draw_critical_difference, plot_critical_difference
+
+    analysis = ranks.analyse(_study_records())
+    assert analysis.average_ranks.to_dict() == pytest.approx(HAND_RANKS)
+    assert analysis.critical_difference == pytest.approx(stats.nemenyi_critical_difference(4, 3))
+    artists = draw_critical_difference(Figure().add_subplot(), analysis)
+    drawn = {text.get_text() for text in artists["labels"]}
+    assert drawn == {"a (1.00)", "(2.33) b", "c (3.00)", "(3.67) d"} or \
+        drawn == {f"{name} ({rank:.2f})" if i < 2 else f"({rank:.2f}) {name}"
+                  for i, (name, rank) in enumerate(sorted(HAND_RANKS.items(), key=lambda item: item[1]))}
+    markdown = ranks.to_markdown(analysis)
+    assert "| a | 1.00 | 1 | 1 | 1 |" in markdown and "Friedman test over 3 datasets and 4 configurations" in markdown
+    written = plot_critical_difference(analysis, path_stem=tmp_path / "cd")
+    assert imread(written[0]).shape[0] > 100
+    assert "needs >= 2 datasets" in ranks.analyse(_study_records()[lambda f: f.dataset == "d1"])
