@@ -4,6 +4,13 @@
 each method's own code (CNC's batch kernel, SpecNet2's ``_DeviceGraph``, SpectralNet's three scale
 rules, Ncut's graph, a seeded Siamese network's batch affinity and graph) on fixed inputs, with one
 torch thread. The layer must reproduce them: a method moving onto it must not change its numbers.
+
+They are compared with tolerances that fit float32, never bit for bit: the kernels another CPU picks (MKL's
+AVX-512 or AVX2 paths, torch's vectorised kernels) change the last bits. Measured across four kernel
+variants (``benchmarks/ci/gate.py``'s: native AVX-512, AVX2, MKL AVX2 only, MKL_CBWR=COMPATIBLE with torch's
+default kernels) on an Intel Xeon against the file made on an AMD EPYC: the kernels differ by at most
+2.1e-7 of their largest value, the Siamese network trained for 3 epochs by 1.1e-5, and the kept neighbours'
+indices not at all. The tolerances are 5-10 times those.
 """
 
 from pathlib import Path
@@ -13,8 +20,14 @@ import pytest
 import torch
 
 from cutbench import CutbenchError
-from cutbench.affinity import (DeviceGraph, affinity_kind, affinity_label, canonical_affinity, check_affinity_graph,
-                               prepare_affinity)
+from cutbench.affinity import (
+    DeviceGraph,
+    affinity_kind,
+    affinity_label,
+    canonical_affinity,
+    check_affinity_graph,
+    prepare_affinity,
+)
 from cutbench.graph import Affinity
 from cutbench.methods import SpectralNet
 from cutbench.siamese import SiameseAffinity
@@ -26,20 +39,33 @@ X = BEFORE["X"]
 BATCH = torch.from_numpy(BEFORE["batch"])
 
 
+KERNEL_TOLERANCE = 1e-6
+"""A few float32 operations (distances, an exponential): a few units in the last place of the largest value."""
+TRAINED_TOLERANCE = 1e-4
+"""A network trained for a few epochs: rounding differences compound over the steps."""
+
+
+def assert_golden(got, name: str, tolerance: float = KERNEL_TOLERANCE):
+    """``got`` equals the stored array ``name`` to ``tolerance`` times its largest magnitude."""
+    expected = BEFORE[name]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=tolerance * max(1.0, float(np.abs(expected).max())),
+                               err_msg=name)
+
+
 def test_cnc_and_ncut_kernels_are_unchanged():
-    np.testing.assert_array_equal(prepare_affinity("cnc", X, device="cpu").batch(BATCH).numpy(), BEFORE["cnc_batch"])
-    np.testing.assert_array_equal(prepare_affinity("knn", X, device="cpu").graph().toarray(), BEFORE["ncut_graph"])
+    assert_golden(prepare_affinity("cnc", X, device="cpu").batch(BATCH).numpy(), "cnc_batch")
+    assert_golden(prepare_affinity("knn", X, device="cpu").graph().toarray(), "ncut_graph")
 
 
 def test_specnet2_device_graph_is_unchanged():
     W = check_affinity_graph(prepare_affinity("knn_self_loops", X, device="cpu").graph(), len(X))
-    np.testing.assert_array_equal(W.toarray(), BEFORE["specnet2_graph"])
+    assert_golden(W.toarray(), "specnet2_graph")
     graph = DeviceGraph(W, torch.device("cpu"), torch.float32)
     neighbours, block = graph.rows(BATCH[:4])
-    np.testing.assert_array_equal(neighbours.numpy(), BEFORE["specnet2_neighbours"])
-    np.testing.assert_array_equal(block.numpy(), BEFORE["specnet2_block"])
-    np.testing.assert_array_equal(graph.subgraph(BATCH).numpy(), BEFORE["specnet2_subgraph"])
-    np.testing.assert_array_equal(graph.matmul(torch.from_numpy(X)).numpy(), BEFORE["specnet2_matmul"])
+    np.testing.assert_array_equal(neighbours.numpy(), BEFORE["specnet2_neighbours"])  # indices: exact
+    assert_golden(block.numpy(), "specnet2_block")
+    assert_golden(graph.subgraph(BATCH).numpy(), "specnet2_subgraph")
+    assert_golden(graph.matmul(torch.from_numpy(X)).numpy(), "specnet2_matmul")
 
 
 @pytest.mark.parametrize("scale", ["global_median", "local_median", "affinity"])
@@ -47,14 +73,14 @@ def test_spectralnet_scale_rules_are_unchanged(scale):
     method = SpectralNet(3, scale=scale, affinity=Affinity(n_neighbors=5, self_loops=True))
     prepared = prepare_affinity(method.affinity, torch.from_numpy(X), device="cpu")
     batch_affinity_of, _ = method._batch_affinity_fn(prepared, 12, torch.Generator().manual_seed(0))
-    np.testing.assert_array_equal(batch_affinity_of(BATCH).numpy(), BEFORE[f"spectralnet_{scale}"])
+    assert_golden(batch_affinity_of(BATCH).numpy(), f"spectralnet_{scale}")
 
 
 def test_a_seeded_siamese_affinity_is_unchanged():
     spec = SiameseAffinity(hidden_dims=(8,), embedding_dim=3, epochs=3, kernel=dict(n_neighbors=4))
     prepared = prepare_affinity(spec, X, device="cpu", random_state=0)
-    np.testing.assert_allclose(prepared.batch(BATCH).numpy(), BEFORE["siamese_batch"], rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(prepared.graph().toarray(), BEFORE["siamese_graph"], rtol=1e-6, atol=1e-7)
+    assert_golden(prepared.batch(BATCH).numpy(), "siamese_batch", TRAINED_TOLERANCE)
+    assert_golden(prepared.graph().toarray(), "siamese_graph", TRAINED_TOLERANCE)
 
 
 def test_every_kind_resolves_and_serialises_canonically():
