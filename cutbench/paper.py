@@ -17,6 +17,15 @@ A target is one YAML file under ``benchmarks/paper/targets/`` (shipped as
     not_run:                              # rows no study here can run, with the reason
       - when: {dataset: E-MNIST}
         reason: ...
+    out_of_scope:                         # rows of methods or data cutbench does not cover, listed as such
+      - when: {method: [VaDE, SCAN]}
+        reason: ...
+    orderings:                            # the paper's claims about which method wins, checked as orderings
+      - claim: "NeuNcut outperforms Ncut and SpectralNet in almost all settings"
+        better: NeuNcut                   # a value of the published column `by` (default: method)
+        than: [Ncut, SpectralNet]
+        quantity: ACC
+        holds_in: almost all              # all | almost all (all but one) | most (more than half)
     figure: {kind: bars}
     study: {...}                          # the paper's protocol: a study (see cutbench.study)
     ci:                                   # the stated reduction that fits the 2-core CPU in minutes
@@ -24,7 +33,8 @@ A target is one YAML file under ``benchmarks/paper/targets/`` (shipped as
       set: ["mnist.n=3000", "seeds=[0,1]", "neuncut.epochs=20"]
 
 ``--scale paper`` runs ``study`` as written; ``--scale ci`` runs it with the ``ci.set`` overrides (the
-syntax of ``cutbench run --set``). Figures whose published values are statements in the text rather
+syntax of ``cutbench run --set``). A ci-scale run is a smoke test: it is compared with a stored reference of
+cutbench's own ci-scale results (:data:`CI_REFERENCE`), not with the paper. Figures whose published values are statements in the text rather
 than table cells list ``claims`` instead (rows of ``neuncut_figures.csv`` and how to measure ours).
 """
 
@@ -46,9 +56,13 @@ from cutbench.study import Study, apply_override, config_fields, expand_study, r
 SCALES = ("ci", "paper")
 MANIFEST = "paper.json"
 """The file in a paper run's folder naming its target and scale."""
+CI_REFERENCE = "ci_reference.json"
+"""cutbench's own ci-scale results, per target, row and quantity and seed (packaged beside the targets)."""
+HOLDS_IN = ("all", "almost all", "most")
 
-_TARGET_KEYS = {"name", "title", "source", "published", "match", "not_run", "figure", "claims", "study", "ci",
-                "paper_scale", "notes", "__lines__"}
+_TARGET_KEYS = {"name", "title", "source", "published", "match", "not_run", "out_of_scope", "orderings", "figure",
+                "claims", "study", "ci", "paper_scale", "notes", "__lines__"}
+_ORDERING_KEYS = {"claim", "better", "than", "quantity", "by", "holds_in"}
 _PUBLISHED_KEYS = {"file", "where", "key", "quantities", "time"}
 FIGURE_KINDS = ("bars", "sweep", "predictions", "gamma_sensitivity", "gamma_search", "curves", "network_size",
                 "none")
@@ -86,6 +100,23 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Ordering:
+    """A claim that one method beats others (``better`` over each of ``than``, values of the published column
+    ``by``) on ``quantity``, in ``holds_in`` of the settings (the other key columns) where both ran."""
+
+    claim: str
+    better: str
+    than: tuple
+    quantity: str
+    by: str = "method"
+    holds_in: str = "all"
+
+    def needed(self, n: int) -> int:
+        """How many of ``n`` comparisons must be won for the claim to hold."""
+        return {"all": n, "almost all": max(n - 1, 1), "most": n // 2 + 1}[self.holds_in] if n else 0
+
+
+@dataclass(frozen=True)
 class Target:
     """One published table or figure and the study that regenerates it (see the module docstring)."""
 
@@ -100,6 +131,8 @@ class Target:
     time_hardware: str | None
     match: tuple
     not_run: tuple
+    out_of_scope: tuple
+    orderings: tuple
     figure: dict
     claims: tuple
     raw_study: dict
@@ -153,10 +186,17 @@ class Target:
         return all(_same(fields.get(m.field, _ABSENT), m.wanted(str(row[m.column]))) for m in self.match)
 
     def not_run_reason(self, row) -> str | None:
-        for when, reason in self.not_run:
-            if all(str(row[column]) in [str(v) for v in _as_list(values)] for column, values in when.items()):
-                return reason
-        return None
+        return _first_rule(self.not_run, row)
+
+    def out_of_scope_reason(self, row) -> str | None:
+        return _first_rule(self.out_of_scope, row)
+
+
+def _first_rule(rules, row) -> str | None:
+    for when, reason in rules:
+        if all(str(row[column]) in [str(v) for v in _as_list(values)] for column, values in when.items()):
+            return reason
+    return None
 
 
 _ABSENT = object()
@@ -260,6 +300,8 @@ def load_target(path: Path) -> Target:
         match=tuple(Match(column, spec["field"], {str(k): v for k, v in (spec.get("values") or {}).items()})
                     for column, spec in (raw.get("match") or {}).items()),
         not_run=tuple((rule["when"], rule["reason"]) for rule in raw.get("not_run") or []),
+        out_of_scope=tuple((rule["when"], rule["reason"]) for rule in raw.get("out_of_scope") or []),
+        orderings=_orderings(raw.get("orderings") or [], where),
         figure=figure, claims=claims, raw_study=raw["study"], ci_why=str(ci["why"]),
         ci_set=tuple(ci.get("set") or ()), paper_scale=str(raw.get("paper_scale", "")),
         notes=tuple(raw.get("notes") or ()))
@@ -270,7 +312,48 @@ def load_target(path: Path) -> Target:
                                 f"{', '.join(frame.columns)}.")
     if frame.empty:
         raise CutbenchError(f"{where}: no published row is selected; check published.where.")
+    for ordering in target.orderings:
+        if ordering.by not in target.key or ordering.quantity not in target.quantities:
+            raise CutbenchError(f"{where}: ordering {ordering.claim!r} needs `by` among the key columns "
+                                f"({', '.join(target.key)}) and `quantity` among {', '.join(target.quantities)}.")
+        missing = sorted({ordering.better, *ordering.than} - set(frame[ordering.by]))
+        if missing:
+            raise CutbenchError(f"{where}: ordering {ordering.claim!r} names {', '.join(missing)}, not in the "
+                                f"published column {ordering.by!r}.")
     return target
+
+
+def _orderings(raw: list, where: str) -> tuple:
+    orderings = []
+    for entry in raw:
+        unknown = sorted(set(entry) - _ORDERING_KEYS)
+        missing = sorted({"claim", "better", "than", "quantity"} - set(entry))
+        if unknown or missing:
+            raise CutbenchError(f"{where}: an ordering takes {', '.join(sorted(_ORDERING_KEYS))}"
+                                + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+                                + (f"; missing: {', '.join(missing)}" if missing else "") + ".")
+        if entry.get("holds_in", "all") not in HOLDS_IN:
+            raise CutbenchError(f"{where}: holds_in {entry['holds_in']!r} is unknown; accepted: {', '.join(HOLDS_IN)}.")
+        orderings.append(Ordering(str(entry["claim"]), str(entry["better"]), tuple(map(str, _as_list(entry["than"]))),
+                                  str(entry["quantity"]), str(entry.get("by", "method")),
+                                  str(entry.get("holds_in", "all"))))
+    return tuple(orderings)
+
+
+def read_ci_reference() -> dict:
+    """cutbench's stored ci-scale results (see :data:`CI_REFERENCE`): ``{"targets": {name: {row: {quantity:
+    {seed: value}}}}, ...}``, or an empty reference when none is packaged."""
+    source = resources.files("cutbench.paper_targets").joinpath(CI_REFERENCE)
+    if not source.is_file():
+        return {"targets": {}}
+    try:
+        reference = json.loads(source.read_text())
+        if not isinstance(reference.get("targets"), dict):
+            raise ValueError("no 'targets' mapping")
+    except ValueError as exc:
+        raise CutbenchError(f"the packaged {CI_REFERENCE} is damaged ({exc}); regenerate it with `cutbench paper "
+                            "reference FOLDER --output benchmarks/paper/ci_reference.json`.") from None
+    return reference
 
 
 def record_fields(record: dict) -> dict:
@@ -342,6 +425,6 @@ def folder_target(folder: Path, *, target: str | None = None, scale: str | None 
     return get_target(manifest["target"]), manifest["scale"]
 
 
-__all__ = ["CLAIM_CHECKS", "FIGURE_KINDS", "MANIFEST", "SCALES", "Claim", "Match", "Target", "check_scale",
-           "folder_records", "folder_target", "get_target", "list_targets", "load_target", "read_manifest", "read_published",
-           "record_fields", "write_manifest"]
+__all__ = ["CI_REFERENCE", "CLAIM_CHECKS", "FIGURE_KINDS", "HOLDS_IN", "MANIFEST", "SCALES", "Claim", "Match",
+           "Ordering", "Target", "check_scale", "folder_records", "folder_target", "get_target", "list_targets",
+           "load_target", "read_ci_reference", "read_manifest", "read_published", "record_fields", "write_manifest"]
