@@ -361,6 +361,13 @@ def record_fields(record: dict) -> dict:
     return config_fields(record["config"])
 
 
+def experiment_key(config: dict) -> str:
+    """What a cell computes, whichever target or part runs it: its configuration without the part's name, the
+    device ``auto`` resolves to and the cutbench version (Table 2's setting IV Ncut and Table 8's Ncut are one
+    experiment)."""
+    return _signature({k: v for k, v in config.items() if k != "part"})
+
+
 def _signature(config: dict) -> str:
     """A configuration's identity apart from where and by which version it ran (the device ``auto`` resolves
     to on the machine, the cutbench version) and the data's fingerprint."""
@@ -426,5 +433,5 @@ def folder_target(folder: Path, *, target: str | None = None, scale: str | None 
 
 
 __all__ = ["CI_REFERENCE", "CLAIM_CHECKS", "FIGURE_KINDS", "HOLDS_IN", "MANIFEST", "SCALES", "Claim", "Match",
-           "Ordering", "Target", "check_scale", "folder_records", "folder_target", "get_target", "list_targets",
+           "Ordering", "Target", "check_scale", "experiment_key", "folder_records", "folder_target", "get_target", "list_targets",
            "load_target", "read_ci_reference", "read_manifest", "read_published", "record_fields", "write_manifest"]

@@ -47,7 +47,7 @@ class Side:
     seeds: tuple = ()
 
     def describe(self) -> str:
-        commits = ", ".join(commit[:10] for commit in self.commits) or "unknown commit"
+        commits = ", ".join(commit[:10] for commit in self.commits) or "unknown"
         cpus = f"; CPU {' / '.join(self.cpus)}" if self.cpus else ""
         seeds = f"; seeds {', '.join(map(str, self.seeds))}" if self.seeds else ""
         return f"{self.label} (commit {commits}{', uncommitted changes' if self.dirty else ''}{cpus}{seeds})"

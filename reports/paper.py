@@ -43,8 +43,8 @@ import numpy as np
 
 from cutbench import CutbenchError, stats
 from cutbench.metrics import METRICS
-from cutbench.paper import (MANIFEST, Target, folder_records, folder_target, read_ci_reference, read_manifest,
-                            record_fields)
+from cutbench.paper import (MANIFEST, Target, experiment_key, folder_records, folder_target, read_ci_reference,
+                            read_manifest, record_fields)
 from cutbench.reports import html as pages
 from cutbench.reports.plots import new_figure, save_figure, series_colors
 from cutbench.reports.tables import latex_escape
@@ -83,6 +83,7 @@ class Quantity:
     published_text: str | None = None
     name: str = ""  # the record quantity, e.g. "acc", "ncut_value"
     higher: bool = True
+    seconds: bool = False  # a time
     verdict: str = ""  # reproduced / below / above / inconclusive / n/a, or "" when not judged
 
     @property
@@ -121,7 +122,7 @@ class Row:
     n_ok: int = 0
     n_cells: int = 0
     seeds: list = field(default_factory=list)
-    cells: frozenset = frozenset()  # the keys of the cells behind it: one experiment, whatever row shows it
+    cells: frozenset = frozenset()  # the experiment keys of its cells: one experiment, whatever row shows it
 
     @property
     def verdict_word(self) -> str:
@@ -219,9 +220,14 @@ def compare(target: Target, scale: str, records: list[dict], study=None, *, refe
     ``reference`` is the ci reference (default: the packaged one, :func:`cutbench.paper.read_ci_reference`);
     ``labels`` gives a record's predicted labels by key (claims that look at them, e.g. Fig. 4's floor).
     """
-    if target.claims:
-        return [_claim_row(target, claim, scale, records, labels) for claim in target.claims]
     reference = read_ci_reference() if reference is None and scale == "ci" else reference
+    if target.claims:
+        rows = [_claim_row(target, claim, scale, records, labels) for claim in target.claims]
+        for row in rows if scale == "ci" else ():
+            if row.verdict.startswith("ci: not comparable"):  # measured: check it against our own reference
+                would = row.verdict.removeprefix("ci: not comparable ")
+                row.verdict = f"{_reference_verdict(target, row, reference)} {would}"
+        return rows
     fields = [(record, record_fields(record)) for record in records]
     study_cells = [cell.fields() for cell in (study or target.study(scale)).cells]
     rows = []
@@ -237,10 +243,13 @@ def compare(target: Target, scale: str, records: list[dict], study=None, *, refe
         for column, spec in target.quantities.items():
             quantities[column].values = _seed_values(ok, *_quantity_spec(spec))
         row = Row(key, quantities, "", n_ok=len(ok), n_cells=len(matching),
-                  seeds=sorted(r["config"]["seed"] for r in ok), cells=frozenset(r["key"] for r in matching))
+                  seeds=sorted(r["config"]["seed"] for r in ok),
+                  cells=frozenset(experiment_key(r["config"]) for r in matching))
         if ok:
-            if scale == "ci":
+            if scale == "ci" and any(not q.seconds for q in quantities.values()):
                 row.verdict = _reference_verdict(target, row, reference)
+            elif scale == "ci":
+                row.verdict = "timed"
             else:
                 row.verdict = _row_verdict(target, quantities, len(ok))
             failed = [r for r in matching if r["status"] != "ok"]
@@ -269,7 +278,7 @@ def _published_quantities(target: Target, published) -> dict:
     for column, spec in target.quantities.items():
         path = _quantity_spec(spec)[0][0]
         out[column] = Quantity(_number(published[column]), published_text=str(published[column]) or None,
-                               name=path.split(".")[-1], higher=higher_is_better(path))
+                               name=path.split(".")[-1], higher=higher_is_better(path), seconds=_is_time(spec))
     return out
 
 
@@ -304,21 +313,22 @@ def combine(verdicts: list[tuple[str, str]], n_seeds: int) -> str:
 def _reference_verdict(target: Target, row: Row, reference: dict | None) -> str:
     """A ci row against cutbench's own stored ci-scale results (:func:`cutbench.stats.judge_change`)."""
     stored = ((reference or {}).get("targets", {}).get(target.name) or {}).get(row_id(row.key))
+    no_reference = "ci: no reference (not comparable with the paper; `cutbench paper reference` stores one)"
     if not stored:
-        return "ci: no reference (not comparable with the paper; `cutbench paper reference` stores one)"
-    changed = []
+        return no_reference
+    changed, compared = [], 0
     for column, q in row.quantities.items():
         old = {int(seed): value for seed, value in (stored.get(column) or {}).items()}
-        if not old or not q.values:
+        if not old or not q.values or q.seconds:  # times depend on the machine and its load: shown, never judged
             continue
-        change = stats.judge_change(old, q.values, higher_is_better=q.higher, seconds=q.name.endswith("seconds")
-                                    or column.lower().startswith("time"))
+        compared += 1
+        change = stats.judge_change(old, q.values, higher_is_better=q.higher, seconds=q.seconds)
         if change.verdict != "same":
             before = stats.estimate(old.values()).mean
             changed.append(f"{column} {before:.3f} → {q.mean:.3f}")
     if changed:
         return f"ci: changed from reference ({'; '.join(changed)})"
-    return "ci: as reference"
+    return "ci: as reference" if compared else no_reference
 
 
 def _hardware_note(target: Target, published, records: list[dict]) -> str:
@@ -377,9 +387,9 @@ def check_orderings(target: Target, scale: str, rows: list[Row]) -> list[Orderin
                 tests.append(len(pairs) - 1)
         adjusted = stats.holm([pairs[i][3] for i in tests])
         result = OrderingResult(ordering.claim, "", published_holds=f"{published_wins} of {published_pairs}")
+        better_sign = 1 if rows and rows[0].quantities[ordering.quantity].higher else -1
         for index, p in zip(tests, adjusted, strict=True):
             comparison = pairs[index][2]
-            better_sign = 1 if rows and next(iter(r.quantities[ordering.quantity].higher for r in rows)) else -1
             if not comparison.judged:
                 outcome, result.untestable = "not testable (one seed)", result.untestable + 1
             elif p < stats.ALPHA and better_sign * comparison.difference > 0:
@@ -476,7 +486,8 @@ def _claim_row(target: Target, claim, scale: str, records: list[dict], labels) -
     cells = _claim_cells(target, claim, records)
     q = Quantity(_number(text), published_text=text, name=claim.quantity)
     row = Row(key, {"value": q}, "", n_ok=len(cells), n_cells=len(cells),
-              seeds=sorted({r["config"]["seed"] for r, _ in cells}), cells=frozenset(r["key"] for r, _ in cells))
+              seeds=sorted({r["config"]["seed"] for r, _ in cells}),
+              cells=frozenset(experiment_key(r["config"]) for r, _ in cells))
     if not cells:
         failed = [r for r in records if r["status"] != "ok"]
         row.verdict = "not run: no finished cell for this claim" if not failed else _failure(failed[0])
@@ -1116,7 +1127,7 @@ def ci_reference(paths: Sequence[Path]) -> dict:
             raise CutbenchError(f"{folder} holds a {scale}-scale run; the reference is made of ci-scale runs only.")
         for row in compare(target, scale, records, study, reference={"targets": {}}):
             values = {column: {str(seed): v for seed, v in q.values.items()} for column, q in row.quantities.items()
-                      if q.values}
+                      if q.values and not q.seconds}
             if values:
                 targets.setdefault(target.name, {})[row_id(row.key)] = values
     return {"cpu": cpu_model(), "commit": git_state()["commit"], "targets": targets}

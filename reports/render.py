@@ -72,7 +72,8 @@ def render_report(store, out: Path, stages: Sequence[str] = ("fit",), *, rank_me
                               key=lambda stamps: pd.to_datetime(stamps, utc=True, format="ISO8601"))
     frame = frame.assign(method=configuration_labels(frame), dataset=dataset_labels(frame))
     summary = summarize(frame, times=[f"{stage}_s" for stage in stages])
-    legend = [MARK_RULE + ".", *summary.attrs["notes"]]
+    machine = "; ".join(note for note in (thread_note(frame), cpu_note(frame)) if note)
+    legend = [MARK_RULE + ".", *summary.attrs["notes"], *([machine] if machine else [])]
     markdown = to_markdown(summary) + "\n" + "\n".join(f"{line}  " for line in legend) + "\n"
     fragment = to_html(summary)
     for name, text in (("table.md", markdown), ("table.tex", to_latex(summary)), ("table.html", fragment)):
@@ -92,9 +93,8 @@ def render_report(store, out: Path, stages: Sequence[str] = ("fit",), *, rank_me
     warnings = [oversubscription_warning(frame), store.problems_summary()]
     records = list(store.latest_by_configuration().values())
     study = ", ".join(sorted({str(s) for s in frame["study"].dropna()})) or out.name
-    machine = "; ".join(note for note in (thread_note(frame), cpu_note(frame)) if note)
     body = [pages.section("Results", pages.notes(warnings) + fragment
-                          + "".join(f"<p>{pages.html.escape(line)}</p>" for line in [*legend, machine] if line)),
+                          + "".join(f"<p>{pages.html.escape(line)}</p>" for line in legend)),
             pages.section("Across datasets", across),
             pages.section("Accuracy", pages.figure(plots[0], "ACC per dataset and configuration, mean ± std over seeds")),
             pages.section("Cells that did not finish", pages.failures(frame)),

@@ -18,7 +18,8 @@ def record(seed, acc, fit=1.0, method="neuncut", gamma=80.0, status="ok", study=
               "protocol": {"train_size": None, "nmi_average_method": "arithmetic"}, "seed": seed, "device": "cpu",
               "timing": {"warmup": 0, "repeats": 1}, "cutbench_version": "0.1.0"}
     rec = {"study": study, "key": cell_key(config), "config": config, "status": status, "error": None,
-           "provenance": {"git": {"commit": commit, "dirty": False}, "timestamp": f"2026-11-27T10:00:0{seed}+00:00"}}
+           "provenance": {"git": {"commit": commit, "dirty": False}, "timestamp": f"2026-11-27T10:00:0{seed}+00:00",
+                          "cpu": "Test CPU 9000"}}
     if status == "ok":
         rec["metrics"] = {"acc": acc, "nmi": acc, "ari": acc, "nca": acc}
         rec["timings"] = {"fit": {"seconds": fit}, "predict": {"seconds": 0.1}}
@@ -129,7 +130,7 @@ def test_compare_exits_non_zero_on_a_regression_and_writes_its_reports(tmp_path,
     store_of(tmp_path / "new", [record(s, 0.8, commit="2222222bbbb") for s in range(2)])
     assert main(["compare", str(tmp_path / "old"), str(tmp_path / "new")]) == 1
     out = capsys.readouterr().out
-    assert "(commit 1111111aaa;" in out and "(commit 2222222bbb;" in out and "**regression**" in out
+    assert "(commit 1111111aaa; CPU Test CPU 9000;" in out and "(commit 2222222bbb;" in out and "**regression**" in out
     assert "4 regression(s) of kind accuracy flagged" in out  # acc, nmi, ari, nca
     assert (tmp_path / "new" / "comparison" / "comparison.md").is_file()
     validate_page((tmp_path / "new" / "comparison" / "report.html").read_text())
@@ -210,6 +211,7 @@ def test_the_report_marks_significance_and_ranks_across_datasets(tmp_path, capsy
             if line.startswith("|") and "**" in line.split("|")[3]}
     assert bold == {("d1", "a"), ("d2", "a"), ("d2", "b"), ("d3", "a")}  # d2: b is 0.001 behind, within noise
     assert "bold: the best mean and every configuration not significantly worse" in table
+    assert "CPU: Test CPU 9000" in table
     ranks = (tmp_path / "three" / "ranks.md").read_text()
     assert "| a | 1.00 |" in ranks and "Friedman test over 3 datasets and 4 configurations" in ranks
     page = (tmp_path / "three" / "report.html").read_text()

@@ -309,8 +309,13 @@ def test_figure4_is_judged_over_at_least_three_seeds_and_not_at_ci_scale():
     assert compare(target, "paper", two)[1].verdict == "inconclusive (2 seeds, fewer than 3)"
     _, higher = _fig4_records((0, 1, 2), threshold=160.0)
     assert compare(target, "paper", higher)[1].verdict == "above"
-    ci = compare(target, "ci", records)
-    assert all(row.verdict.startswith("ci: not comparable (would read: reproduced)") for row in ci)
+    ci = compare(target, "ci", records, reference={"targets": {}})
+    assert all(row.verdict.startswith("ci: no reference") and "(would read: reproduced)" in row.verdict for row in ci)
+    stored = {"targets": {"neuncut-fig4": {"4 · MNIST · gamma threshold": {"value": {"0": 80.0, "1": 80.0, "2": 80.0}},
+                                           "4 · MNIST · L_orth floor": {"value": {"0": 0.3, "1": 0.3, "2": 0.3}}}}}
+    floor, threshold = compare(target, "ci", records, reference=stored)
+    assert threshold.verdict == "ci: as reference (would read: reproduced)"
+    assert floor.verdict.startswith("ci: changed from reference (value 0.300 → 0.256)")
 
 
 def test_a_figure5_run_shorter_than_the_claim_cannot_pass():
@@ -423,3 +428,29 @@ def test_a_ci_target_end_to_end_through_the_cli_and_the_report(tmp_path, capsys)
     store = ResultStore(out)
     (record,) = store.records()
     assert record["config"]["dataset"]["params"]["n"] == 100_000 and record["n_fit"] == 10_000
+    assert main(["paper", "reference", str(out), "--output", str(tmp_path / "reference.json")]) == 0
+    reference = json.loads((tmp_path / "reference.json").read_text())
+    (stored,) = reference["targets"]["neuncut-fig1"].values()
+    assert stored["value"] == {"0": pytest.approx(record["metrics"]["acc"])}
+    write_manifest(tmp_path / "paper-scale", get_target("neuncut-fig1"), "paper")
+    (tmp_path / "paper-scale" / "records").mkdir()
+    assert main(["paper", "reference", str(tmp_path / "paper-scale"), "--output", str(tmp_path / "r.json")]) == 2
+    assert "the reference is made of ci-scale runs only" in capsys.readouterr().err
+
+
+def test_the_summary_counts_an_experiment_shown_by_two_targets_once(tmp_path):
+    """Table 2's setting IV Ncut and Table 8's Ncut are the same cells: the report's total counts them once."""
+    row = [(0.854, 0.904, 0.837)] * 3
+    for name, part in (("neuncut-table2", "IV"), ("neuncut-table8", "Ncut")):
+        target = get_target(name)
+        write_manifest(tmp_path / name, target, "paper")
+        store = ResultStore(tmp_path / name)
+        for record in _records(target, "paper", {(part, "ncut", "mnist"): row}):
+            store.write({**record, "error": None, "timings": {}}, labels=np.zeros(10, dtype=int))
+    report = reproduction_report([tmp_path])
+    paper = report.split("### Paper scale")[1].split("## ")[0]
+    assert "| neuncut-table2 | 30 | 1 |" in paper and "| neuncut-table8 | 58 | 1 |" in paper
+    distinct = next(line for line in paper.splitlines() if line.startswith("| **distinct experiments**"))
+    assert distinct.split(" | ")[2] == "1"  # reproduced once, not twice
+    assert "1 row(s) show the same cells as a row of another target" in paper
+    assert "### ci scale" not in report
