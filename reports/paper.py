@@ -313,7 +313,7 @@ def combine(verdicts: list[tuple[str, str]], n_seeds: int) -> str:
 def _reference_verdict(target: Target, row: Row, reference: dict | None) -> str:
     """A ci row against cutbench's own stored ci-scale results (:func:`cutbench.stats.judge_change`)."""
     stored = ((reference or {}).get("targets", {}).get(target.name) or {}).get(row_id(row.key))
-    no_reference = "ci: no reference (not comparable with the paper; `cutbench paper reference` stores one)"
+    no_reference = "ci: no reference"
     if not stored:
         return no_reference
     changed, compared = [], 0
@@ -391,8 +391,10 @@ def check_orderings(target: Target, scale: str, rows: list[Row]) -> list[Orderin
         for index, p in zip(tests, adjusted, strict=True):
             comparison = pairs[index][2]
             if not comparison.judged:
-                outcome, result.untestable = "not testable (one seed)", result.untestable + 1
-            elif p < stats.ALPHA and better_sign * comparison.difference > 0:
+                result.untestable += 1
+                pairs[index][2] = f"not testable: one seed (Δ {comparison.difference:+.3f})"
+                continue
+            if p < stats.ALPHA and better_sign * comparison.difference > 0:
                 outcome, result.wins = "wins", result.wins + 1
             elif p < stats.ALPHA:
                 outcome, result.losses = "loses", result.losses + 1
@@ -415,7 +417,7 @@ def check_orderings(target: Target, scale: str, rows: list[Row]) -> list[Orderin
         else:
             result.verdict = "inconclusive"
         result.verdict += (f" ({ordering.better} significantly better in {result.wins} of {tested} comparisons run, "
-                           f"{ordering.holds_in} needed: {needed}; worse in {result.losses})")
+                           f"'{ordering.holds_in}' needs {needed}; significantly worse in {result.losses})")
         results.append(result)
     return results
 
@@ -700,7 +702,7 @@ def rule_text(scale: str) -> str:
         return ("ci scale is a smoke test of a stated reduction: ours is shown beside the paper's, never judged "
                 "against it; each row is checked against cutbench's own stored ci-scale results (a change when a "
                 f"test over seeds is significant at α = {stats.ALPHA:g} and larger than {stats.SCORE_MIN_EFFECT:g}; "
-                "with one seed, by that tolerance alone).")
+                "with one seed, by that tolerance alone; `cutbench paper reference` stores them).")
     return (f"reproduced: the {stats.CONFIDENCE:.0%} t interval of our mean over seeds lies within ±"
             f"{stats.SCORE_MARGIN:g} of the published score (±{stats.RELATIVE_MARGIN:.0%} for other quantities), "
             "plus half a unit of its last printed digit; below/above: the whole interval beyond that margin; "

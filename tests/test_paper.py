@@ -420,7 +420,7 @@ def test_a_ci_target_end_to_end_through_the_cli_and_the_report(tmp_path, capsys)
     assert main(["paper", "show", str(out), "--target", "neuncut-fig1", "--scale", "ci"]) == 0
     report = reproduction_report([tmp_path])
     assert "### ci scale (smoke test, not compared with the paper)" in report and "| neuncut-fig1 | 2 |" in report
-    assert "ci: not comparable" in report and "### Paper scale" not in report
+    assert "ci: no reference (would read: " in report and "### Paper scale" not in report
     assert main(["paper", "report", str(tmp_path), "--output", str(tmp_path / "report" / "README.md")]) == 0
     checked_in = (tmp_path / "report" / "README.md").read_text()
     assert "![neuncut-fig1, ci scale](figures/fig1.png)" in checked_in
