@@ -406,10 +406,12 @@ def check_orderings(target: Target, scale: str, rows: list[Row]) -> list[Orderin
         result.pairs = [tuple(pair[:3]) for pair in pairs]
         tested = len(tests)
         needed = ordering.needed(tested)
+        if not tested:
+            result.verdict = f"not run: no setting where {ordering.better} and a competitor both ran"
+            results.append(result)
+            continue
         if scale == "ci":
             result.verdict = "ci: not comparable"
-        elif not tested:
-            result.verdict = "not run"
         elif result.wins >= needed:
             result.verdict = "reproduced"
         elif result.wins + result.undecided + result.untestable < needed:
