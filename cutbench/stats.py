@@ -319,7 +319,8 @@ def mark_best(groups: Mapping, higher_is_better: bool, *, alpha: float = ALPHA, 
         return Marks(frozenset(), note="every configuration has the same mean")
     single = [label for label, v in values.items() if len(v) < 2]
     if single:
-        return Marks(frozenset(), note=f"{', '.join(map(str, single))}: one seed, so no significance can be judged")
+        return Marks(frozenset(), note=f"{len(single)} of {len(values)} configurations have one seed, so no "
+                                       "significance can be judged")
     sign = 1 if higher_is_better else -1
     top = max(sign * m for m in means.values())
     best = tuple(label for label, m in means.items() if sign * m == top)

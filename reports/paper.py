@@ -537,7 +537,7 @@ def _claim_row(target: Target, claim, scale: str, records: list[dict], labels) -
         q.values = floors if check == "orth_floor" else chosen
         row.detail = "per seed: " + ", ".join(f"seed {seed}: floor {floors[seed]:.4f} → γ {chosen[seed]:g}"
                                               for seed in sorted(search))
-        degenerate = _empty_cluster_floors(search, labels)
+        degenerate = _empty_cluster_floors(search, [r for r, _ in cells], labels)
         if degenerate:
             row.detail += f"; {degenerate}"
         if check == "orth_floor":
@@ -597,23 +597,27 @@ def _gamma_search_per_seed(cells, over: str) -> dict:
     return out
 
 
-def _empty_cluster_floors(search: dict, labels) -> str:
-    """Which seeds' floor run (the largest gamma) labels fewer clusters than the others: an empty cluster
-    sets ``‖HᵀDH − I‖`` by itself (1/k per empty cluster), so such a floor is not the orthogonality's own."""
+def _empty_cluster_floors(search: dict, records: list[dict], labels) -> str:
+    """Which seeds' floor run (the largest gamma) labels fewer clusters than the claim's runs at their most: an
+    empty cluster sets ``‖HᵀDH − I‖`` by itself (1/k per empty cluster), so such a floor is not the
+    orthogonality's own."""
     if labels is None:
         return ""
-    used = {}
-    for seed, (_, _, record) in search.items():
+
+    def used(record):
         try:
-            used[seed] = len(np.unique(labels(record["key"])))
+            return len(np.unique(labels(record["key"])))
         except (CutbenchError, OSError, KeyError):
-            continue
-    if not used:
+            return None
+
+    counts = [n for n in map(used, records) if n is not None]
+    if not counts:
         return ""
-    most = max(used.values())
-    short = [f"seed {seed} uses {n} of {most}" for seed, n in sorted(used.items()) if n < most]
-    return ("the floor run labels fewer clusters (" + ", ".join(short) + "): an empty cluster makes that floor"
-            if short else "")
+    most = max(counts)
+    floors = {seed: used(record) for seed, (_, _, record) in search.items()}
+    short = [f"seed {seed}: {n} of {most}" for seed, n in sorted(floors.items()) if n is not None and n < most]
+    return ("the floor run labels fewer clusters than the other runs (" + ", ".join(short)
+            + "): an empty cluster makes that floor" if short else "")
 
 
 def iterations_per_epoch(record: dict) -> int:
@@ -969,6 +973,12 @@ def plot_predictions(target: Target, heading: str, store, records: list[dict], s
 # ----------------------------------------------------------------------------------------------- render
 
 
+def _reference_for(manifest: dict) -> dict | None:
+    """The ci reference a run is checked against: none for a run given ``--set`` overrides (another
+    configuration than the reference's), the packaged one otherwise."""
+    return {"targets": {}} if manifest.get("overrides") else None
+
+
 def render_paper_target(store, folder: Path, *, target: str | None = None, scale: str | None = None,
                         echo=print) -> tuple[list[Row], list[Path]]:
     """Write ``paper.md``, ``paper.tex``, ``paper.html`` (styled, self-contained) and the figure of the paper
@@ -979,7 +989,8 @@ def render_paper_target(store, folder: Path, *, target: str | None = None, scale
     if left_out:
         echo(f"{left_out} stored record(s) of {folder} are not cells of {found.name} as defined now (an earlier "
              "definition of the target): left out.")
-    rows = compare(found, scale, records, study, labels=store.labels)
+    rows = compare(found, scale, records, study, labels=store.labels,
+                   reference=_reference_for(read_manifest(folder)))
     orderings = check_orderings(found, scale, rows)
     written = []
     markdown = to_markdown(found, heading, rows, scale, orderings)
@@ -1093,7 +1104,8 @@ def reproduction_report(paths: Sequence[Path], evidence: str | None = None, figu
         store = ResultStore(folder)
         target, scale, study, records, _ = folder_records(folder, store)
         heading = target.heading(scale, read_manifest(folder).get("overrides", ()))
-        rows = compare(target, scale, records, study, labels=store.labels)
+        rows = compare(target, scale, records, study, labels=store.labels,
+                       reference=_reference_for(read_manifest(folder)))
         cell_seconds = sum(r.get("cell_wall_seconds", 0.0) for r in records)
         by_scale[scale].append((target.name, rows, cell_seconds / 60))
         machines = sorted({(r.get("provenance") or {}).get("cpu") or "unknown" for r in records})
@@ -1129,6 +1141,9 @@ def ci_reference(paths: Sequence[Path]) -> dict:
         target, scale, study, records, _ = folder_records(folder, ResultStore(folder))
         if scale != "ci":
             raise CutbenchError(f"{folder} holds a {scale}-scale run; the reference is made of ci-scale runs only.")
+        if read_manifest(folder).get("overrides"):
+            raise CutbenchError(f"{folder} was run with --set {', '.join(read_manifest(folder)['overrides'])}: the "
+                                "reference is made of ci-scale runs as the targets define them; run them without --set.")
         for row in compare(target, scale, records, study, reference={"targets": {}}):
             values = {column: {str(seed): v for seed, v in q.values.items()} for column, q in row.quantities.items()
                       if q.values and not q.seconds}

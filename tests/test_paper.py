@@ -420,7 +420,9 @@ def test_a_ci_target_end_to_end_through_the_cli_and_the_report(tmp_path, capsys)
     assert main(["paper", "show", str(out), "--target", "neuncut-fig1", "--scale", "ci"]) == 0
     report = reproduction_report([tmp_path])
     assert "### ci scale (smoke test, not compared with the paper)" in report and "| neuncut-fig1 | 2 |" in report
-    assert "ci: no reference (would read: " in report and "### Paper scale" not in report
+    # never judged against the paper; not against the ci reference either: --set made it another configuration
+    assert "ci: no reference (would read: " in report
+    assert "### Paper scale" not in report
     assert main(["paper", "report", str(tmp_path), "--output", str(tmp_path / "report" / "README.md")]) == 0
     checked_in = (tmp_path / "report" / "README.md").read_text()
     assert "![neuncut-fig1, ci scale](figures/fig1.png)" in checked_in
@@ -428,10 +430,17 @@ def test_a_ci_target_end_to_end_through_the_cli_and_the_report(tmp_path, capsys)
     store = ResultStore(out)
     (record,) = store.records()
     assert record["config"]["dataset"]["params"]["n"] == 100_000 and record["n_fit"] == 10_000
-    assert main(["paper", "reference", str(out), "--output", str(tmp_path / "reference.json")]) == 0
+    assert main(["paper", "reference", str(out), "--output", str(tmp_path / "reference.json")]) == 2
+    assert "was run with --set neuncut.epochs=5" in capsys.readouterr().err
+    target = get_target("neuncut-table2")  # a ci run as the target defines it: synthetic records
+    write_manifest(tmp_path / "table2", target, "ci")
+    store = ResultStore(tmp_path / "table2")
+    for record in _records(target, "ci", {("IV", "ncut", "mnist"): [(0.7, 0.8, 0.6)]}):
+        store.write({**record, "error": None, "timings": {}}, labels=np.zeros(10, dtype=int))
+    assert main(["paper", "reference", str(tmp_path / "table2"), "--output", str(tmp_path / "reference.json")]) == 0
     reference = json.loads((tmp_path / "reference.json").read_text())
-    (stored,) = reference["targets"]["neuncut-fig1"].values()
-    assert stored["value"] == {"0": pytest.approx(record["metrics"]["acc"])}
+    assert reference["targets"] == {"neuncut-table2": {"IV · Ncut · MNIST": {"ACC": {"0": 0.7}, "NMI": {"0": 0.8},
+                                                                            "ARI": {"0": 0.6}}}}
     write_manifest(tmp_path / "paper-scale", get_target("neuncut-fig1"), "paper")
     (tmp_path / "paper-scale" / "records").mkdir()
     assert main(["paper", "reference", str(tmp_path / "paper-scale"), "--output", str(tmp_path / "r.json")]) == 2
