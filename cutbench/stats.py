@@ -174,11 +174,12 @@ class Comparison:
             return f"not tested ({self.note})"
         effect = f", {self.effect} {self.effect_size:+.2f}" if math.isfinite(self.effect_size) else (
             f", {self.effect} {'+' if self.effect_size > 0 else '−'}∞" if self.effect else "")
-        return f"{self.test}, n = {self.n}, p = {_p_text(self.p_value)}{effect}" + (f"; {self.note}" if self.note
+        return f"{self.test}, n = {self.n}, p = {p_text(self.p_value)}{effect}" + (f"; {self.note}" if self.note
                                                                                      else "")
 
 
-def _p_text(p: float) -> str:
+def p_text(p: float) -> str:
+    """A p-value as printed: 3 significant digits, ``< 0.001`` below that, ``n/a`` when none."""
     return "n/a" if not math.isfinite(p) else f"{p:.3g}" if p >= 0.001 else "< 0.001"
 
 
@@ -356,7 +357,7 @@ def judge_change(old, new, *, higher_is_better: bool, seconds: bool = False, alp
     judged by the minimum effect alone (the explicit tolerance), and ``rule`` says so.
     """
     comparison = compare_samples(old, new)
-    old_mean = float(np.mean(list(_as_seed_map(old).values()))) if _as_seed_map(old) else math.nan
+    old_mean = estimate(_as_seed_map(old).values()).mean
     delta = comparison.difference
     if seconds:
         ratio = (old_mean + delta) / old_mean if old_mean > 0 else math.inf
@@ -476,7 +477,7 @@ class RankAnalysis:
         verdict = ("the configurations differ" if self.friedman_p < self.alpha else
                    "no significant difference between the configurations")
         return (f"Friedman test over {self.n_datasets} datasets and {self.n_methods} configurations: "
-                f"χ² = {self.friedman_statistic:.2f}, p = {_p_text(self.friedman_p)} ({verdict} at α = "
+                f"χ² = {self.friedman_statistic:.2f}, p = {p_text(self.friedman_p)} ({verdict} at α = "
                 f"{self.alpha:g}); Nemenyi critical difference {self.critical_difference:.2f} ranks.")
 
 
@@ -524,5 +525,5 @@ __all__ = ["ALPHA", "BAND_FACTOR", "CONFIDENCE", "EQUIVALENCE_VERDICTS", "RELATI
            "SCORE_MIN_EFFECT", "TIME_MIN_RATIO", "TIME_MIN_SECONDS", "WILCOXON_MIN_PAIRS", "Change", "Comparison",
            "Estimate", "Marks", "RankAnalysis", "compare_samples", "cross_machine_band", "equivalence",
            "equivalence_margin", "estimate",
-           "holm", "judge_change", "mark_best", "nemenyi_critical_difference", "printed_resolution",
+           "holm", "judge_change", "mark_best", "nemenyi_critical_difference", "p_text", "printed_resolution",
            "rank_analysis"]

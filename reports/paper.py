@@ -43,8 +43,16 @@ import numpy as np
 
 from cutbench import CutbenchError, stats
 from cutbench.metrics import METRICS
-from cutbench.paper import (MANIFEST, Target, experiment_key, folder_records, folder_target, read_ci_reference,
-                            read_manifest, record_fields)
+from cutbench.paper import (
+    MANIFEST,
+    Target,
+    experiment_key,
+    folder_records,
+    folder_target,
+    read_ci_reference,
+    read_manifest,
+    record_fields,
+)
 from cutbench.reports import html as pages
 from cutbench.reports.plots import new_figure, save_figure, series_colors
 from cutbench.reports.tables import latex_escape
@@ -400,8 +408,8 @@ def check_orderings(target: Target, scale: str, rows: list[Row]) -> list[Orderin
                 outcome, result.losses = "loses", result.losses + 1
             else:
                 outcome, result.undecided = "no significant difference", result.undecided + 1
-            pairs[index][2] = f"{outcome} (Δ {comparison.difference:+.3f}, {comparison.test}, Holm p = " \
-                              f"{'n/a' if not math.isfinite(p) else f'{p:.3g}'})"
+            pairs[index][2] = (f"{outcome} (Δ {comparison.difference:+.3f}, {comparison.test}, "
+                               f"Holm p = {stats.p_text(p)})")
         result.not_run = sum(1 for pair in pairs if pair[2] == "not run")
         result.pairs = [tuple(pair[:3]) for pair in pairs]
         tested = len(tests)
@@ -424,11 +432,16 @@ def check_orderings(target: Target, scale: str, rows: list[Row]) -> list[Orderin
     return results
 
 
+def _ordering_sentence(result: OrderingResult) -> str:
+    return (f"{result.claim}. Published numbers: holds in {result.published_holds} comparisons. "
+            f"Ours: {result.verdict}.")
+
+
 def orderings_markdown(results: list[OrderingResult]) -> str:
     lines = []
     for result in results:
-        lines += [f"**Claim:** {result.claim}. Published numbers: holds in {result.published_holds} comparisons. "
-                  f"Ours: {result.verdict}.", "", "| setting | against | ours |", "| :--- | :--- | :--- |"]
+        lines += [f"**Claim:** {_ordering_sentence(result)}", "", "| setting | against | ours |",
+                  "| :--- | :--- | :--- |"]
         lines += [f"| {setting} | {other} | {outcome} |" for setting, other, outcome in result.pairs]
         lines.append("")
     return "\n".join(lines)
@@ -763,8 +776,8 @@ def to_html(target: Target, heading: str, rows: list[Row], scale: str = "paper",
                         else f"<td>{html.escape(c)}</td>" for i, c in enumerate(table_cells(row)))
         body.append(f'<tr class="{row_class(row)}">{cells}</tr>')
     claims = "".join(
-        f"<p><strong>Claim:</strong> {html.escape(r.claim)}. Published numbers: holds in {r.published_holds} "
-        f"comparisons. Ours: {html.escape(r.verdict)}.</p><table><thead><tr><th>setting</th><th>against</th>"
+        f"<p><strong>Claim:</strong> {html.escape(_ordering_sentence(r))}</p><table><thead><tr><th>setting</th>"
+        "<th>against</th>"
         "<th>ours</th></tr></thead><tbody>"
         + "".join(f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td>{html.escape(c)}</td></tr>"
                   for a, b, c in r.pairs) + "</tbody></table>" for r in orderings)

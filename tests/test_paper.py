@@ -4,7 +4,6 @@ hyper-parameters, the renderer's verdicts on records whose answer is known, the 
 import csv
 import html.parser
 import json
-import math
 import re
 from pathlib import Path
 
@@ -13,10 +12,26 @@ import pytest
 
 from cutbench import CutbenchError
 from cutbench.cli import main
-from cutbench.paper import (MANIFEST, folder_target, get_target, list_targets, load_target, read_published,
-                            write_manifest)
-from cutbench.reports.paper import (check_orderings, combine, compare, reproduction_report, row_class,
-                                    summary_counts, to_html, to_latex, to_markdown)
+from cutbench.paper import (
+    MANIFEST,
+    folder_target,
+    get_target,
+    list_targets,
+    load_target,
+    read_published,
+    write_manifest,
+)
+from cutbench.reports.paper import (
+    check_orderings,
+    combine,
+    compare,
+    reproduction_report,
+    row_class,
+    summary_counts,
+    to_html,
+    to_latex,
+    to_markdown,
+)
 from cutbench.runner import cell_config
 from cutbench.store import ResultStore, cell_key
 
@@ -60,7 +75,8 @@ def test_packaged_published_tables_are_the_papers_copies():
 def test_table8_out_of_scope_rows_are_the_papers_numbers():
     """The baselines cutbench does not implement, added to Table 8's copy: each number as the paper's text has it."""
     text = (SHARED_PAPERS / "neuncut-paper.md").read_text().splitlines()
-    extra = read_published("neuncut_table8.csv").iloc[len(list(csv.DictReader(open(SHARED_PAPERS / "neuncut_table8.csv")))):]
+    with open(SHARED_PAPERS / "neuncut_table8.csv", newline="") as fh:
+        extra = read_published("neuncut_table8.csv").iloc[len(list(csv.DictReader(fh))):]
     assert sorted(set(extra.method)) == sorted(["VaDE", "EnSC", "DEPICT", "ESC", "SCAN", "EDESC", "AutoSC"])
     datasets = ["MNIST", "F-MNIST", "E-MNIST", "CIFAR-10"]
     for row in extra.itertuples():

@@ -309,8 +309,8 @@ def test_an_override_applies_to_every_matching_entry_or_the_addressed_one(tmp_pa
 @pytest.mark.parametrize("override, message", [
     ("neuncut.hidden_dims=[64,", r"--set: '\[64,' is not a valid YAML value .*write lists as \[a, b\]"),
     ("neuncut.gamma=80,,100", r"empty value in '80,,100'"),
-    ("spectralnet.lr=0.1", r"'spectralnet' matches no entry; it must be a method or dataset of the study "
-                           r"\(neuncut, kmeans, neuncut, blobs\)"),
+    ("spectralnet.lr=0.1", (r"'spectralnet' matches no entry; it must be a method or dataset of the study "
+                            r"\(neuncut, kmeans, neuncut, blobs\)")),
     ("neuncut#3.lr=0.1", r"the study has 2 methods entries named 'neuncut', not 3"),
     ("neuncut#x.lr=0.1", r"NAME#N with N = 1, 2, \.\.\."),
     ("neuncut.gamma", r"--set needs KEY=VALUE"),

@@ -173,6 +173,8 @@ def update(args) -> int:
 def differences(baseline: dict, cells: dict) -> tuple[list[str], list[str]]:
     """``(failures, network lines)``: one failure per cell that moved beyond its rule (and per missing or new
     cell); one line per network metric saying where it is in its band."""
+    from cutbench import stats
+
     failures, lines = [], []
     for key, old in baseline["cells"].items():
         new = cells.get(key)
@@ -195,7 +197,7 @@ def differences(baseline: dict, cells: dict) -> tuple[list[str], list[str]]:
             continue  # a network cell that failed in the baseline: its status is what is checked
         outside = []
         for metric in METRICS:
-            now = sum(new["seeds"][s][metric] for s in old["seeds"]) / len(old["seeds"])
+            now = stats.estimate([new["seeds"][s][metric] for s in old["seeds"]]).mean
             delta, band = now - old["mean"][metric], old["band"][metric]
             lines.append(f"{old['label']} {metric}: {old['mean'][metric]:.4f} -> {now:.4f} (Δ {delta:+.4f}, band "
                          f"±{band:.4f})")
