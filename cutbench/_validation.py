@@ -55,9 +55,28 @@ _FLOAT32 = np.finfo(np.float32)
 _HEADROOM = 2.0**24  # squared distances keep this factor away from float32's overflow and underflow
 
 
+def _scale_fix() -> str:
+    return ("standardise the features first, e.g. sklearn.preprocessing.StandardScaler().fit_transform(X) or "
+            "the l2_normalize option of the features pipeline")
+
+
+def check_magnitude(X, owner: str) -> float:
+    """Refuse features whose squared distances overflow float32; return ``max|X|``.
+
+    Run on every input, training or new data (``predict``, ``transform``, ``predict_proba``): a
+    fitted network or centroid set fed values around 1e30 returns labels that mean nothing.
+    """
+    magnitude = float(X.abs().max()) if isinstance(X, torch.Tensor) else float(np.abs(X).max())
+    if 4.0 * X.shape[1] * magnitude**2 > float(_FLOAT32.max) / _HEADROOM:
+        raise CutbenchError(f"{owner}: X holds values up to {magnitude:.3g}: squared distances between its rows "
+                            f"overflow float32 (largest {float(_FLOAT32.max):.3g}), so affinities and network outputs "
+                            f"would be meaningless; {_scale_fix()}.")
+    return magnitude
+
+
 def check_scale(X, owner: str, *, network: bool) -> None:
-    """Refuse features whose squared distances overflow or underflow float32; warn a network about
-    features far from unit scale. Run before any training.
+    """Refuse training features whose squared distances overflow or underflow float32; warn a network
+    about features far from unit scale. Run before any training.
 
     Distances, heat kernels and network activations are computed in float32: with values around
     1e30 the squared distances are infinite, and with differences around 1e-30 they are all zero, so
@@ -76,42 +95,41 @@ def check_scale(X, owner: str, *, network: bool) -> None:
     CutbenchWarning
         ``network`` methods, when ``max|X|`` is outside :data:`NETWORK_SCALE`.
     """
+    magnitude = check_magnitude(X, owner)
     if isinstance(X, torch.Tensor):
-        magnitude = float(X.abs().max())
         spread = float((X.amax(dim=0) - X.amin(dim=0)).max())
     else:
-        magnitude = float(np.abs(X).max())
         spread = float((X.max(axis=0) - X.min(axis=0)).max())
-    fix = ("standardise the features first, e.g. sklearn.preprocessing.StandardScaler().fit_transform(X) or "
-           "the l2_normalize option of the features pipeline")
-    d = X.shape[1]
-    if 4.0 * d * magnitude**2 > float(_FLOAT32.max) / _HEADROOM:
-        raise CutbenchError(f"{owner}: X holds values up to {magnitude:.3g}: squared distances between its rows "
-                            f"overflow float32 (largest {float(_FLOAT32.max):.3g}), so affinities and network outputs "
-                            f"would be meaningless; {fix}.")
     if spread == 0:
         raise CutbenchError(f"{owner}: all {X.shape[0]} rows of X are identical, so there is nothing to cluster; "
                             "check the features (e.g. a constant column set, or a failed feature pipeline).")
     if spread**2 < float(_FLOAT32.tiny) * _HEADROOM:
         raise CutbenchError(f"{owner}: the features of X vary by at most {spread:.3g}: squared distances between its "
                             f"rows underflow float32 (smallest normal {float(_FLOAT32.tiny):.3g}), so all points "
-                            f"look like duplicates; {fix}.")
+                            f"look like duplicates; {_scale_fix()}.")
     low, high = NETWORK_SCALE
     if network and not low <= magnitude <= high:
         warnings.warn(f"{owner}: X holds values up to {magnitude:.3g}, far from the unit scale networks train on "
-                      f"({low:g} to {high:g}); expect degraded or collapsed clusters unless you {fix}.",
+                      f"({low:g} to {high:g}); expect degraded or collapsed clusters unless you {_scale_fix()}.",
                       CutbenchWarning, stacklevel=4)
 
 
 def check_batch_size(batch_size: int, n_samples: int, n_clusters: int) -> int:
-    """A mini-batch must hold at least ``n_clusters`` and at most ``n_samples`` points (the type is a
-    declared parameter constraint, checked before ``fit``)."""
-    if batch_size > n_samples:
-        raise CutbenchError(f"batch_size={batch_size} exceeds the number of training samples n={n_samples}; "
-                            f"use batch_size <= {n_samples} or train on more samples.")
+    """The mini-batch size to train with: ``batch_size``, clipped to ``n_samples`` with a warning.
+
+    A batch larger than the training set is clipped, as scikit-learn's mini-batch estimators do (the
+    warning reaches the cell's record); one smaller than ``n_clusters`` is refused, since a batch
+    must be able to hold every cluster. The type is a declared parameter constraint, checked before
+    ``fit``; the data (and so ``n_samples``) has been checked before this relation.
+    """
     if batch_size < n_clusters:
         raise CutbenchError(f"batch_size={batch_size} is smaller than n_clusters={n_clusters}; a batch must be "
                             f"able to hold every cluster: use batch_size >= {n_clusters}.")
+    if batch_size > n_samples:
+        warnings.warn(f"batch_size={batch_size} is more than the {n_samples} training samples: trained with "
+                      f"batch_size={n_samples} (every batch is the whole training set).", CutbenchWarning,
+                      stacklevel=3)
+        return int(n_samples)
     return int(batch_size)
 
 

@@ -14,6 +14,45 @@ from cutbench import CutbenchError, stats
 DEFAULT_STUDY = "quick"
 
 
+def _at_least_one(text: str) -> int:
+    """An argparse type: an integer >= 1 (a count of points, workers, threads or clusters)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1; got {value}")
+    return value
+
+
+def _yaml_option(text: str | None, option: str, example: str):
+    """The value of a YAML command-line option (None when not given); invalid YAML is a one-line error."""
+    import yaml
+
+    if text is None:
+        return None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        reason = str(exc).splitlines()[0]
+        raise CutbenchError(f"{option} {text!r} is not valid YAML ({reason}); e.g. {option} '{example}'.") from None
+
+
+def _writable_folder(folder, option: str) -> Path:
+    """``folder``, created if missing; a folder that cannot be created or written is a one-line error."""
+    import tempfile
+
+    out = Path(folder)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out, prefix=".write-probe-"):
+            pass
+    except OSError as exc:
+        raise CutbenchError(f"cannot write to {out} ({exc.strerror or exc}); give {option} a folder you can write "
+                            "to.") from None
+    return out
+
+
 def _downloads(args) -> None:
     if args.no_download:
         from cutbench.datasets import allow_downloads
@@ -38,6 +77,7 @@ def cmd_run(args) -> int:
         print(f"{len(cells)} cells")
         return 0
     out = Path(args.out) if args.out else Path("results") / study.name
+    args.stored_in = out
     counts = _execute(study, cells, out, args)
     written = render_report(ResultStore(out), out)
     print("wrote " + ", ".join(str(p) for p in written))
@@ -112,7 +152,7 @@ def cmd_compare(args) -> int:
     if studies[0] != studies[1]:
         raise CutbenchError(f"{args.old} holds study {', '.join(studies[0])} but {args.new} holds "
                             f"{', '.join(studies[1])}: compare two runs of the same study.")
-    out = Path(args.out) if args.out else new.root / "comparison"
+    out = _writable_folder(args.out if args.out else new.root / "comparison", "--out")
     table, markdown, written = render_comparison(old, new, out, alpha=args.alpha, min_effect=args.min_effect,
                                                  time_threshold=args.time_threshold, time_floor=args.time_floor)
     print(markdown)
@@ -133,8 +173,7 @@ def cmd_scaling(args) -> int:
     frame = pd.concat([_existing_store(folder).to_frame() for folder in args.folders], ignore_index=True)
     if frame.empty:
         raise CutbenchError(f"{', '.join(args.folders)} hold no records; run a scaling study first.")
-    out = Path(args.out) if args.out else Path(args.folders[0])
-    out.mkdir(parents=True, exist_ok=True)
+    out = _writable_folder(args.out if args.out else args.folders[0], "--out")
     table = scaling_table(frame, x=args.x, min_seconds=args.min_seconds)
     markdown = to_markdown(table)
     (out / "scaling.md").write_text(markdown)
@@ -146,22 +185,20 @@ def cmd_scaling(args) -> int:
 
 def cmd_gamma_search(args) -> int:
     """NeuNcut's label-free choice of gamma (paper §4.6) on one dataset: table, JSON and the Fig. 4-style plot."""
-    import json
-
-    import yaml
-
     from cutbench.datasets import compute_features, load_dataset, resolve_features
     from cutbench.methods.neuncut import DEFAULT_GAMMAS, NeuNcut, NeuRcut, search_gamma
     from cutbench.reports.plots import plot_gamma_search
 
-    params = yaml.safe_load(args.params) if args.params else {}
+    params = _yaml_option(args.params, "--params", "{epochs: 50, batch_size: 500}")
+    params = {} if params is None else params
     if not isinstance(params, dict):
         raise CutbenchError(f"--params must be a YAML mapping such as '{{epochs: 50, batch_size: 500}}'; "
                             f"got {args.params!r}.")
-    dataset_params = {"n": args.n} if args.n else {}
+    features = _yaml_option(args.features, "--features", "{name: scatnet, l2_normalize: true}") or "raw"
+    out = _writable_folder(args.out, "--out")
+    dataset_params = {"n": args.n} if args.n is not None else {}
     data = load_dataset(args.dataset, **dataset_params)
     name = data.meta["name"]
-    features = yaml.safe_load(args.features) if args.features else "raw"
     X = compute_features(data, resolve_features(features, name)).X
     n_clusters = args.clusters or int(data.meta["k"])
     gammas = tuple(args.gammas) if args.gammas else DEFAULT_GAMMAS
@@ -176,8 +213,6 @@ def cmd_gamma_search(args) -> int:
         lines.append(f"| {gamma:g} | {laplacian:.4f} | {orth:.4f} | {'yes' if keeps else 'no'} |")
     markdown = (f"Label-free gamma search, {method.__name__} on {name}: floor of L_orth {search.floor:.4f}, "
                 f"chosen gamma {search.chosen:g}\n\n" + "\n".join(lines) + "\n")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "gamma_search.md").write_text(markdown)
     (out / "gamma_search.json").write_text(json.dumps({**search.to_dict(), "dataset": name,
                                                         "method": method.__name__, "params": params}, indent=1))
@@ -242,6 +277,7 @@ def cmd_paper_run(args) -> int:
             print(f"{len(cells)} cells -> {out}")
             continue
         write_manifest(out, target, args.scale, tuple(args.set))
+        args.stored_in = out
         counts = _execute(study, cells, out, args)
         rows, written = render_paper_target(ResultStore(out), out)
         print("wrote " + ", ".join(str(p) for p in written))
@@ -265,7 +301,7 @@ def cmd_paper_report(args) -> int:
     figures = Path(args.output).parent / "figures" if args.output else None
     text = reproduction_report([Path(folder) for folder in args.folders], evidence, figures)
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        _writable_folder(Path(args.output).parent, "--output")
         Path(args.output).write_text(text)
         print(f"wrote {args.output}")
     else:
@@ -323,8 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="never download a missing dataset file: a cell needing one fails at once with how to get it")
     run.add_argument("--executor", default="inline", choices=["inline", "pool", "dask"],
                      help="inline (default; for published timings), pool (one process per GPU) or dask")
-    run.add_argument("--workers", type=int, help="pool/dask workers (default: one per GPU, else 2)")
-    run.add_argument("--threads", type=int,
+    run.add_argument("--workers", type=_at_least_one, help="pool/dask workers (default: one per GPU, else 2)")
+    run.add_argument("--threads", type=_at_least_one,
                      help="threads per cell for torch, BLAS and OpenMP (default: every core for the inline executor, "
                           "the cores shared out among the workers of pool and dask); recorded with every result")
     run.add_argument("--scheduler", help="dask scheduler address (default: a LocalCluster on loopback)")
@@ -367,9 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = sub.add_parser("gamma-search", help="NeuNcut's label-free choice of gamma (paper §4.6) on a dataset")
     search.add_argument("dataset", help="a dataset name (cutbench list), e.g. mnist or two_moons")
-    search.add_argument("--n", type=int, help="points to load, for generated datasets or a subsample")
+    search.add_argument("--n", type=_at_least_one, help="points to load, for generated datasets or a subsample")
     search.add_argument("--features", help="features as in a study, YAML, e.g. '{name: scatnet, l2_normalize: true}'")
-    search.add_argument("--clusters", type=int, help="number of clusters (default: the dataset's classes)")
+    search.add_argument("--clusters", type=_at_least_one, help="number of clusters (default: the dataset's classes)")
     search.add_argument("--gammas", type=float, nargs="+", help="values to try (default: 1e6 down to 1)")
     search.add_argument("--tolerance", type=float, default=0.02, help="relative tolerance on the floor (0.02)")
     search.add_argument("--method", choices=["neuncut", "neurcut"], default="neuncut")
@@ -401,8 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="override the target's study, e.g. device=cuda (repeatable)")
     paper_run.add_argument("--no-download", action="store_true", help="never download a missing dataset file")
     paper_run.add_argument("--executor", default="inline", choices=["inline", "pool", "dask"])
-    paper_run.add_argument("--workers", type=int)
-    paper_run.add_argument("--threads", type=int, help="threads per cell (default: every core)")
+    paper_run.add_argument("--workers", type=_at_least_one)
+    paper_run.add_argument("--threads", type=_at_least_one, help="threads per cell (default: every core)")
     paper_run.add_argument("--scheduler", help="dask scheduler address")
     paper_run.set_defaults(func=cmd_paper_run)
     paper_show = paper_sub.add_parser("show", help="render a paper run's folder again (paper.md/.tex/.html, figure)")
@@ -429,12 +465,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    # Before torch starts OpenMP: idle OpenMP threads sleep instead of spinning, which on a busy machine
+    # takes cores from the threads with work (see cutbench.threads). An explicit setting is kept.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except CutbenchError as exc:
         print(f"cutbench: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\ncutbench: interrupted. {_what_is_stored(args)}", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `cutbench info | head -1`): end quietly, as shell tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def _what_is_stored(args) -> str:
+    """For an interrupted command: what its results folder holds, and how to go on."""
+    out = getattr(args, "stored_in", None)
+    if out is None:
+        return "Nothing was being stored."
+    stored = len(list((Path(out) / "records").glob("*.json")))
+    return (f"{stored} cell record(s) are stored in {out}, every cell that finished (the one running was not "
+            "stored); run the same command again to go on where it stopped.")
 
 
 if __name__ == "__main__":

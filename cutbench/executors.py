@@ -18,12 +18,12 @@ import os
 import queue
 import threading
 import time
+from functools import cached_property
 
 from cutbench import CutbenchError
 from cutbench.runner import _DATASETS, InlineExecutor, _write_lost, execute_cell, identify_cell
 from cutbench.store import cell_key
-from cutbench.threads import resolve_threads
-
+from cutbench.threads import ThreadChoice, choose_threads
 
 _ORPHAN_POLL_SECONDS = 0.1
 
@@ -35,7 +35,7 @@ def _exit_with(parent: int) -> None:
     os._exit(1)  # the cell it was running is left unrecorded and its claim stale, so the next run redoes it
 
 
-def _pool_worker(tasks, results, gpu: str | None, threads: int, store_root: str, study_name: str, parent: int):
+def _pool_worker(tasks, results, gpu: str | None, threads: ThreadChoice, store_root: str, study_name: str, parent: int):
     # A worker whose driver is killed (even with SIGKILL, which no handler sees) must not go on working
     # through the queue it inherited: it watches its parent and exits when it is re-parented.
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
@@ -64,27 +64,34 @@ class LocalPoolExecutor:
     gpus : list of str, optional
         GPU ids to pin, one worker each (default: all visible GPUs).
     threads : int, optional
-        Threads per worker (:func:`cutbench.threads.resolve_threads`); default the cores shared out.
+        Threads per worker (:func:`cutbench.threads.choose_threads`); default the cores shared out, fewer
+        on a busy machine.
     """
 
     name = "pool"
 
     def __init__(self, workers: int | None = None, gpus: list[str] | None = None, threads: int | None = None):
-        self.workers = workers
+        self.workers = check_workers(workers)
         self.gpus = gpus
         self.threads = threads
 
-    def _plan(self) -> list[tuple[str | None, int]]:
+    def _gpus(self) -> list[str]:
         import torch
 
-        gpus = self.gpus
-        if gpus is None and torch.cuda.is_available():
-            gpus = [str(i) for i in range(torch.cuda.device_count())]
+        if self.gpus is None and torch.cuda.is_available():
+            return [str(i) for i in range(torch.cuda.device_count())]
+        return list(self.gpus or [])
+
+    @cached_property
+    def thread_choice(self) -> ThreadChoice:
+        """Threads per worker, chosen once (at the load of the run's start)."""
+        return choose_threads(self.threads, self.workers or len(self._gpus()) or 2)
+
+    def _plan(self) -> list[tuple[str | None, ThreadChoice]]:
+        gpus = self._gpus()
         if gpus:
-            n = self.workers or len(gpus)
-            return [(gpus[i % len(gpus)], resolve_threads(self.threads, n)) for i in range(n)]
-        n = self.workers or 2
-        return [(None, resolve_threads(self.threads, n))] * n
+            return [(gpus[i % len(gpus)], self.thread_choice) for i in range(self.workers or len(gpus))]
+        return [(None, self.thread_choice)] * (self.workers or 2)
 
     def map(self, cells, store_root, study_name):
         ctx = mp.get_context("spawn")  # CUDA cannot be forked
@@ -154,16 +161,16 @@ class DaskExecutor:
     workers : int
         Worker processes of the LocalCluster (one task at a time each).
     threads : int, optional
-        Threads per cell (:func:`cutbench.threads.resolve_threads`); default the cores shared out
-        among the local workers.
+        Threads per cell (:func:`cutbench.threads.choose_threads`); default the cores shared out
+        among the local workers, fewer on a busy machine.
     """
 
     name = "dask"
 
     def __init__(self, address: str | None = None, workers: int = 2, threads: int | None = None):
         self.address = address
-        self.workers = workers
-        self.threads = resolve_threads(threads, workers)
+        self.workers = check_workers(workers) or 2
+        self.thread_choice = choose_threads(threads, self.workers)
 
     def map(self, cells, store_root, study_name):
         try:
@@ -176,7 +183,7 @@ class DaskExecutor:
                                    host="127.0.0.1", dashboard_address=None)
         client = Client(self.address or cluster)
         try:
-            futures = {client.submit(execute_cell, cell, store_root, study_name, self.threads, pure=False): cell
+            futures = {client.submit(execute_cell, cell, store_root, study_name, self.thread_choice, pure=False): cell
                        for cell in cells}
             for future in as_completed(futures):
                 yield (futures[future], *future.result())
@@ -188,6 +195,13 @@ class DaskExecutor:
 
 EXECUTORS = {"inline": InlineExecutor, "pool": LocalPoolExecutor, "dask": DaskExecutor}
 """Executors by the name ``cutbench run --executor`` takes."""
+
+
+def check_workers(workers: int | None) -> int | None:
+    """``workers`` (None: the executor's default) if it is an integer >= 1; otherwise a clear error."""
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise CutbenchError(f"workers must be an integer >= 1; got {workers!r}.")
+    return workers
 
 
 def make_executor(name: str, **options):

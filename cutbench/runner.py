@@ -30,10 +30,12 @@ from cutbench.graph import APPROXIMATE_BACKENDS, knn_recall
 from cutbench.methods.base import as_numpy_labels
 from cutbench.methods.registry import make_method
 from cutbench.metrics import evaluate, ncut_value, rcut_value
+from cutbench.progress import progress_bar
 from cutbench.provenance import provenance
+from cutbench.records import finite_metrics
 from cutbench.store import STATUSES, ResultStore, cell_key
 from cutbench.study import Cell, Study
-from cutbench.threads import cores, limited_threads, load_average, resolve_threads
+from cutbench.threads import ThreadChoice, choose_threads, cores, limited_threads, load_average
 from cutbench.timing import StageTimer
 
 
@@ -253,6 +255,9 @@ def _run_stages(cell: Cell, dataset, device: torch.device, record: dict) -> np.n
     metrics = evaluate(y[scored], labels[scored], nmi_average_method=cell.protocol["nmi_average_method"])
     if cell.protocol.get("cut_values"):
         metrics.update(_cut_values(method, X[torch.from_numpy(scored).to(device)], labels[scored], device, record))
+    metrics, notes = finite_metrics(metrics)
+    if notes:
+        record["metric_notes"] = notes
     record.update(metrics=metrics, timings=timings, history=_history(fitted))
     return labels
 
@@ -294,9 +299,10 @@ _DATASETS = DatasetCache()  # one per worker process
 _CHILD_GRACE_SECONDS = 30.0
 
 
-def execute_cell(cell: Cell, store_root: str, study_name: str, threads: int | None = None) -> tuple[str, str]:
+def execute_cell(cell: Cell, store_root: str, study_name: str,
+                 threads: ThreadChoice | None = None) -> tuple[str, str]:
     """Run one cell with ``threads`` threads (None: as set), write its record to the store, return
-    ``(key, status)``.
+    ``(key, status)``. The thread choice and its reason are kept in the record.
 
     The cell is claimed in the store while it runs, so two drivers on one folder never compute it
     twice: a cell claimed by another live process returns ``"busy"``, and one that another process
@@ -315,8 +321,10 @@ def execute_cell(cell: Cell, store_root: str, study_name: str, threads: int | No
             return key, "busy"
         if is_done(store.get(key), config, retry_failed=True):  # an ok outcome written meanwhile
             return key, "stored"
-        with limited_threads(threads):
+        with limited_threads(threads.threads if threads else None):
             record, labels = run_cell(cell, _DATASETS, study_name)
+        if threads is not None:
+            record["thread_choice"] = {"threads": threads.threads, "reason": threads.reason}
         store.write(record, labels)
     return key, record["status"]
 
@@ -327,7 +335,7 @@ def child_main() -> None:
 
 
 def _execute_in_child(cell: Cell, store_root: str, study_name: str, limit: float,
-                      threads: int | None = None) -> tuple[str, str]:
+                      threads: ThreadChoice | None = None) -> tuple[str, str]:
     # A plain subprocess, not multiprocessing: dask worker processes are daemons and may not fork children.
     payload = pickle.dumps((cell, store_root, study_name, threads))
     command = [sys.executable, "-c", "from cutbench.runner import child_main; child_main()"]
@@ -358,17 +366,18 @@ class InlineExecutor:
     Parameters
     ----------
     threads : int, optional
-        Threads per cell (:func:`cutbench.threads.resolve_threads`); default every core.
+        Threads per cell (:func:`cutbench.threads.choose_threads`); default every core, fewer on a busy
+        machine.
     """
 
     name = "inline"
 
     def __init__(self, threads: int | None = None):
-        self.threads = resolve_threads(threads)
+        self.thread_choice = choose_threads(threads)
 
     def map(self, cells: list[Cell], store_root: str, study_name: str) -> Iterator[tuple[Cell, str, str]]:
         for cell in cells:
-            yield (cell, *execute_cell(cell, store_root, study_name, self.threads))
+            yield (cell, *execute_cell(cell, store_root, study_name, self.thread_choice))
 
 
 def run_study(study: Study, store: ResultStore, *, executor=None, retry_failed: bool = False,
@@ -385,22 +394,29 @@ def run_study(study: Study, store: ResultStore, *, executor=None, retry_failed: 
     datasets = DatasetCache()
     counts = {"ran": 0, "stored": 0, "busy": 0, **{status: 0 for status in STATUSES}}
     latest = store.latest_by_configuration()
-    todo = []
+    todo, planned = [], []
     for cell in cells:
         config = identify_cell(cell, datasets)[0]
+        planned.append(config)
         if is_done(latest.get(cell_key(config)), config, retry_failed=retry_failed):
             counts["stored"] += 1
         else:
             todo.append(cell)
+    store.write_plan(study.name, planned)
     unusable = store.problems_summary()
     if unusable:
         progress(unusable)
     progress(f"{len(cells)} cells: {counts['stored']} already stored, {len(todo)} to run ({executor.name} executor)")
+    choice = getattr(executor, "thread_choice", None)
+    if todo and choice is not None:
+        progress(f"threads per cell: {choice.threads}, {choice.reason}")
     started = time.perf_counter()
+    bar = progress_bar(len(todo), "cells", "cell")
     for done, (cell, key, status) in enumerate(executor.map(todo, str(store.root), study.name), 1):
         if status in ("busy", "stored"):
             counts[status] += 1
-            detail = ("computed by another process on this folder right now" if status == "busy"
+            holder = store.claim_holder(key) or "another process" if status == "busy" else None
+            detail = (f"being computed by {holder}; run the study again once it ends" if status == "busy"
                       else "stored meanwhile by another process")
         else:
             counts["ran"] += 1
@@ -408,16 +424,17 @@ def run_study(study: Study, store: ResultStore, *, executor=None, retry_failed: 
             record = store.get(key) or {}
             if status == "ok":
                 m, t = record["metrics"], record["timings"]
-                detail = f"ok  acc={m['acc']:.3f} nmi={m['nmi']:.3f} fit={t['fit']['seconds']:.2f}s"
+                detail = f"ok  acc={_number(m['acc'])} nmi={_number(m['nmi'])} fit={t['fit']['seconds']:.2f}s"
             else:
                 detail = f"{status.upper()}  {record.get('error', status)}"
         elapsed = time.perf_counter() - started
         eta = elapsed / done * (len(todo) - done)
-        progress(f"{_bar(done, len(todo))} {done}/{len(todo)} {cell.label()}: {detail}  "
-                 f"(elapsed {elapsed:.0f}s, ETA {eta:.0f}s)")
+        with bar.external_write_mode():
+            progress(f"{done}/{len(todo)} {cell.label()}: {detail}  (elapsed {elapsed:.0f}s, ETA {eta:.0f}s)")
+        bar.update(1)
+    bar.close()
     return counts
 
 
-def _bar(done: int, total: int, width: int = 20) -> str:
-    filled = round(width * done / max(total, 1))
-    return "[" + "#" * filled + "." * (width - filled) + "]"
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

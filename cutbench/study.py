@@ -35,6 +35,7 @@ Errors name the file, the line and the accepted values.
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -241,7 +242,10 @@ def read_yaml(path: Path) -> dict:
     """A study-like YAML file as a mapping whose entries remember their lines (for error messages); a key
     given twice in one mapping is an error naming both lines."""
     try:
-        return yaml.load(Path(path).read_text(), Loader=_LineLoader)
+        return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_LineLoader)
+    except UnicodeDecodeError as exc:
+        raise CutbenchError(f"{path} is not UTF-8 text (byte {exc.start} is {exc.object[exc.start:exc.start + 1]!r}); "
+                            "save it as UTF-8.") from None
     except yaml.YAMLError as exc:
         raise CutbenchError(f"{path} is not valid YAML: {exc}") from exc
     except _DuplicateKey as exc:
@@ -432,11 +436,19 @@ def select_cells(cells: list[Cell], filters: list[str]) -> list[Cell]:
     return cells
 
 
+_STUDY_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+
+
 def expand_study(raw: dict, source=None) -> Study:
     """Validate a study mapping and expand it into cells (the cells of each part in turn, if it has parts)."""
     _check_keys(raw, _STUDY_KEYS, "the study", source)
     if "name" not in raw:
         raise CutbenchError(f"{source or '<study>'}: the study needs a 'name' key.")
+    name = str(raw["name"])
+    if not _STUDY_NAME.fullmatch(name):
+        raise CutbenchError(f"{_where(source, raw, 'name')}: study name {name!r} must be a plain name (letters, digits, "
+                            "'.', '_', '-'; not starting with '.'), as it names the default output folder "
+                            "results/<name>; e.g. name: my-study.")
     timing = _expand_timing(raw.get("timing") or {}, source)
     parts = raw.get("parts")
     if parts is None:
@@ -491,13 +503,14 @@ def _expand_scope(raw: dict, part: str | None, timing: dict, source) -> tuple[li
 
     affinities = _expand_study_affinity(raw, source)
     datasets = _expand_datasets(raw["datasets"], source)
+    datasets_line = _where(source, raw, "datasets")
     methods = _expand_methods(raw["methods"], source)
     cells, refused = [], []
     for (d_name, d_params), features, affinity, (m_name, m_params, kinds, m_where), protocol, seed, device in \
             itertools.product(datasets, features_axis, affinities, methods, protocols, seeds, devices):
         if not kinds and affinity is not affinities[0]:
             continue  # a method without an affinity is not repeated along the affinity axis
-        _check_budget(d_name, d_params, m_name, m_params, protocol, m_where, protocol_line)
+        _check_budget(d_name, d_params, protocol, datasets_line, protocol_line)
         params = dict(m_params)
         if kinds:
             params.update(_cell_affinity(params.get("affinity"), affinity, m_name, source))
@@ -516,24 +529,20 @@ def _expand_scope(raw: dict, part: str | None, timing: dict, source) -> tuple[li
     return cells, refused
 
 
-def _check_budget(dataset: str, dataset_params: dict, method: str, params: dict, protocol: dict, method_where: str,
+def _check_budget(dataset: str, dataset_params: dict, protocol: dict, dataset_where: str,
                   protocol_where: str) -> None:
-    """Refuse a training size above the dataset's size, or a batch larger than the training set, where the
-    sizes are known before loading (a dataset's ``n``; a real dataset's size is checked when it runs)."""
+    """Refuse an empty dataset, or a training size above the dataset's size, where the size is known before
+    loading (a dataset's ``n``; a real dataset's size is checked when it runs). A batch larger than the
+    training set is not refused here: the method clips it to the training set with a warning that the
+    cell's record keeps, as scikit-learn's mini-batch estimators do."""
     n = dataset_params.get("n")
+    if isinstance(n, int) and not isinstance(n, bool) and n < 1:
+        raise CutbenchError(f"{dataset_where}: dataset {dataset!r} has n={n} points; give it n >= 1 (at least as "
+                            "many points as it has classes).")
     train_size = protocol["train_size"]
     if isinstance(n, int) and train_size is not None and train_size > n:
         raise CutbenchError(f"{protocol_where}: protocol.train_size={train_size} is more than the n={n} points of "
                             f"dataset {dataset!r}; use train_size <= {n}, or null to train on all points.")
-    cls = get_method(method)
-    batch_size = params.get("batch_size", cls().get_params().get("batch_size"))
-    points = (train_size if cls.capabilities.out_of_sample and train_size is not None
-              else n if isinstance(n, int) else None)
-    if batch_size is not None and points is not None and batch_size > points:
-        given = "" if "batch_size" in params else " (its default)"
-        raise CutbenchError(f"{method_where}: method {method!r} uses batch_size={batch_size}{given}, more than the "
-                            f"{points} points it trains on with dataset {dataset!r}; give it batch_size <= {points}, "
-                            "or train on more points.")
 
 
 def _expand_study_affinity(raw, source) -> list[dict | None]:

@@ -28,7 +28,6 @@ import os
 import struct
 import sys
 import tarfile
-import time
 import urllib.request
 import warnings
 import zipfile
@@ -41,6 +40,7 @@ import numpy as np
 
 from cutbench import CutbenchError, CutbenchWarning, DataUnavailableError
 from cutbench.atomic import write_atomically
+from cutbench.progress import progress_bar
 
 DATA_ENV = "CUTBENCH_DATA"
 DOWNLOAD_ENV = "CUTBENCH_DOWNLOAD"
@@ -325,36 +325,6 @@ def _load_from_archive(archive: FileSpec, specs: list[FileSpec], locations: list
 # --------------------------------------------------------------------------- download
 
 
-class _Progress:
-    """A one-line progress bar on stderr, redrawn at most ten times a second."""
-
-    def __init__(self, label: str, total: int | None):
-        self.label, self.total, self.done, self.drawn_at = label, total, 0, 0.0
-
-    def update(self, count: int) -> None:
-        self.done += count
-        now = time.monotonic()
-        if now - self.drawn_at >= 0.1:
-            self.drawn_at = now
-            self._draw()
-
-    def _draw(self) -> None:
-        megabytes = self.done / 1e6
-        if self.total:
-            fraction = min(self.done / self.total, 1.0)
-            bar = "#" * int(30 * fraction)
-            text = f"downloading {self.label}: [{bar:<30}] {100 * fraction:5.1f}% of {self.total / 1e6:.1f} MB"
-        else:
-            text = f"downloading {self.label}: {megabytes:.1f} MB"
-        sys.stderr.write("\r" + text)
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        self._draw()
-        sys.stderr.write("\n")
-        sys.stderr.flush()
-
-
 def download(url: str, destination: Path, spec: FileSpec) -> None:
     """Download ``url`` to ``destination`` with a progress bar, keeping it only if it matches ``spec``.
 
@@ -377,7 +347,8 @@ def download(url: str, destination: Path, spec: FileSpec) -> None:
         try:
             with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response:
                 length = response.headers.get("Content-Length")
-                progress = _Progress(destination.name, int(length) if length and length.isdigit() else None)
+                progress = progress_bar(int(length) if length and length.isdigit() else None,
+                                        f"downloading {destination.name}", "B", unit_scale=True)
                 while chunk := response.read(1 << 20):
                     output.write(chunk)
                     size += len(chunk)

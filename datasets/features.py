@@ -32,8 +32,6 @@ import hashlib
 import inspect
 import json
 import os
-import sys
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,9 +43,10 @@ import torch
 from cutbench import CutbenchError, CutbenchWarning
 from cutbench._validation import resolve_device
 from cutbench.atomic import write_atomically
-from cutbench.datasets._files import data_dir
 from cutbench.canonical import canonical_json
+from cutbench.datasets._files import data_dir
 from cutbench.datasets.base import Dataset, coerce_param
+from cutbench.progress import progress_bar
 
 CACHE_FOLDER = "features"
 """Folder under :func:`data_dir` holding cached feature matrices."""
@@ -277,32 +276,10 @@ def resolve_features(spec, dataset_name: str) -> list[dict]:
 _progress_enabled = contextvars.ContextVar("cutbench_feature_progress", default=False)
 
 
-class Progress:
-    """Progress of a long step on stderr, at most once a second, when :func:`compute_features` asks.
-
-    Steps call ``update(count)`` after each batch and ``close()`` at the end.
-    """
-
-    def __init__(self, label: str, total: int):
-        self.label, self.total, self.done = label, total, 0
-        self.enabled = _progress_enabled.get()
-        self.started = self.drawn_at = time.monotonic()
-
-    def update(self, count: int) -> None:
-        self.done += count
-        now = time.monotonic()
-        if self.enabled and (now - self.drawn_at >= 1.0 or self.done >= self.total):
-            self.drawn_at = now
-            elapsed = now - self.started
-            eta = elapsed / max(self.done, 1) * (self.total - self.done)
-            sys.stderr.write(f"\r{self.label}: {self.done:,}/{self.total:,} ({100 * self.done / self.total:.0f}%), "
-                             f"{elapsed:.0f} s elapsed, {eta:.0f} s left ")
-            sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+def feature_progress(label: str, total: int):
+    """A progress bar of a long feature step, when :func:`compute_features` asks for one (see
+    :func:`cutbench.progress.progress_bar`): ``update(count)`` after each batch, ``close()`` at the end."""
+    return progress_bar(total, label, "pt", enabled=_progress_enabled.get(), unit_scale=True)
 
 
 # --------------------------------------------------------------------------- cache

@@ -16,7 +16,7 @@ The PCA that follows in the papers is a separate step (``pca`` with ``center=Fal
 
 Images go through in batches of :data:`BATCH_SIZE` on the pipeline's device (CUDA when available;
 on the CPU one process per core, each with one torch thread, see :func:`cpu_workers`),
-with progress reported through :class:`cutbench.datasets.features.Progress`. kymatio is an optional
+with progress reported through :func:`cutbench.datasets.features.feature_progress`. kymatio is an optional
 dependency (``pip install 'cutbench[scatnet]'``).
 """
 
@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from cutbench import CutbenchError
-from cutbench.datasets.features import Progress, register_step
+from cutbench.datasets.features import feature_progress, register_step
 
 J, L = 3, 8
 """Scattering scales and orientations of the reference recipe."""
@@ -148,7 +148,7 @@ def scatnet(X, meta, *, device):
                for start in starts)
     out = np.empty((len(X), N_FEATURES), dtype=np.float32)
     workers = cpu_workers(len(starts)) if device.type == "cpu" else 1
-    progress = Progress(f"scatnet on {device}" + (f" ({workers} processes)" if workers > 1 else ""), len(X))
+    progress = feature_progress(f"scatnet on {device}" + (f" ({workers} processes)" if workers > 1 else ""), len(X))
     if device.type != "cpu":
         with torch.no_grad():
             results = (scattering_features(torch.from_numpy(images).to(device)).cpu().numpy() for images in batches)
@@ -162,7 +162,7 @@ def scatnet(X, meta, *, device):
     return out
 
 
-def _collect(results, starts, out: np.ndarray, progress: Progress) -> None:
+def _collect(results, starts, out: np.ndarray, progress) -> None:
     for start, features in zip(starts, results):
         out[start:start + len(features)] = features
         progress.update(len(features))

@@ -24,7 +24,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from cutbench import CutbenchError
-from cutbench._validation import check_features, check_scale, resolve_device
+from cutbench._validation import check_features, check_magnitude, check_scale, resolve_device
 from cutbench.affinity import AFFINITY_KINDS, canonical_affinity
 from cutbench.params import Device, Interval, RandomState, Satisfies, canonical_params, validate_params
 
@@ -127,12 +127,14 @@ class ClusteringMethod(ClusterMixin, BaseEstimator):
         """``X`` to label or embed after ``fit``: the training rules, and the fitted number of features."""
         check_is_fitted(self)
         if not isinstance(X, torch.Tensor):
-            return check_features(validate_data(self, X, reset=False, accept_sparse=False,
-                                                dtype=(np.float32, np.float64), ensure_all_finite=False))
-        X = check_features(X)
-        if X.shape[1] != self.n_features_in_:
-            raise CutbenchError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
-                                f"{self.n_features_in_} features as input; pass features from the same pipeline.")
+            X = check_features(validate_data(self, X, reset=False, accept_sparse=False,
+                                             dtype=(np.float32, np.float64), ensure_all_finite=False))
+        else:
+            X = check_features(X)
+            if X.shape[1] != self.n_features_in_:
+                raise CutbenchError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                                    f"{self.n_features_in_} features as input; pass features from the same pipeline.")
+        check_magnitude(X, type(self).__name__)
         return X
 
     # -- the interface ------------------------------------------------------------------------------

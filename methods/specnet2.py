@@ -251,10 +251,7 @@ class SpecNet2(EmbeddingMixin, ClusteringMethod):
             return int(n_components), check_batch_size(self.batch_size, n_samples, self.n_clusters)
         # Only the gradient rows are batched: the forwarded neighbourhood holds far more points,
         # so batches smaller than n_clusters are valid (the reference MNIST runs use 2-8 for 10).
-        if self.batch_size > n_samples:
-            raise CutbenchError(f"batch_size={self.batch_size} exceeds the number of training samples "
-                                f"n={n_samples}; use batch_size <= {n_samples}.")
-        return int(n_components), int(self.batch_size)
+        return int(n_components), check_batch_size(self.batch_size, n_samples, n_clusters=1)
 
     def _checked_graph(self, W, n_samples):
         W = check_affinity_graph(W, n_samples)

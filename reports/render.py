@@ -23,6 +23,7 @@ from cutbench.reports.tables import (
     to_latex,
     to_markdown,
 )
+from cutbench.store import flatten_record
 
 
 def oversubscription_warning(frame: pd.DataFrame) -> str | None:
@@ -64,14 +65,20 @@ def render_report(store, out: Path, stages: Sequence[str] = ("fit",), *, rank_me
     """
     written = store.export(out / "results")
     frame = store.to_frame()
+    coverage = store.coverage()
+    stored_line = coverage_line(coverage)
     if frame.empty:
         return written
     # Rows in the order the cells ran (the study's order), one per configuration, never a mix. Parsed,
     # as records written before timestamps had microseconds hold whole seconds.
     frame = frame.sort_values("timestamp", kind="stable", na_position="last", ignore_index=True,
                               key=lambda stamps: pd.to_datetime(stamps, utc=True, format="ISO8601"))
-    frame = frame.assign(method=configuration_labels(frame), dataset=dataset_labels(frame))
-    summary = summarize(frame, times=[f"{stage}_s" for stage in stages])
+    # Planned cells never stored join the table as "missing" rows (a count of 1/3, not 1/1), labelled with
+    # the stored ones; only the table sees them.
+    planned = pd.concat([frame, _missing_rows(store, coverage)], ignore_index=True)
+    planned = planned.assign(method=configuration_labels(planned), dataset=dataset_labels(planned))
+    frame = planned.iloc[:len(frame)].copy()
+    summary = summarize(planned, times=[f"{stage}_s" for stage in stages])
     machine = "; ".join(note for note in (thread_note(frame), cpu_note(frame)) if note)
     legend = [MARK_RULE + ".", *summary.attrs["notes"], *([machine] if machine else [])]
     markdown = to_markdown(summary) + "\n" + "\n".join(f"{line}  " for line in legend) + "\n"
@@ -90,7 +97,8 @@ def render_report(store, out: Path, stages: Sequence[str] = ("fit",), *, rank_me
         written += [out / "ranks.md", *diagram]
         across = ranks.to_html(analysis, rank_metric) + pages.figure(diagram[0], "critical-difference diagram")
         markdown += "\n" + ranks.to_markdown(analysis, rank_metric)
-    warnings = [oversubscription_warning(frame), store.problems_summary()]
+    warnings = [stored_line if coverage["missing"] else None, oversubscription_warning(frame),
+                store.problems_summary()]
     records = list(store.latest_by_configuration().values())
     study = ", ".join(sorted({str(s) for s in frame["study"].dropna()})) or out.name
     body = [pages.section("Results", pages.notes(warnings) + fragment
@@ -99,13 +107,34 @@ def render_report(store, out: Path, stages: Sequence[str] = ("fit",), *, rank_me
             pages.section("Accuracy", pages.figure(plots[0], "ACC per dataset and configuration, mean ± std over seeds")),
             pages.section("Cells that did not finish", pages.failures(frame)),
             pages.section("Provenance", pages.provenance(records))]
-    (out / "report.html").write_text(pages.page(f"cutbench study {study}", f"{len(frame)} cells in {out}", body))
+    (out / "report.html").write_text(pages.page(f"cutbench study {study}", stored_line or f"{len(frame)} cells in {out}",
+                                                body))
     written.append(out / "report.html")
     echo(markdown)
     for line in warnings:
         if line:
             echo(line)
     return written
+
+
+def coverage_line(coverage: dict) -> str | None:
+    """One line saying how many of the planned cells are stored, failed or missing (None without a plan)."""
+    if not coverage["planned"]:
+        return None
+    statuses = ", ".join(f"{count} {status}" for status, count in sorted(coverage["by_status"].items()))
+    line = f"stored: {coverage['stored']} of the {coverage['planned']} planned cells" + (
+        f" ({statuses})" if statuses else "")
+    if coverage["missing"]:
+        line += (f"; missing: {len(coverage['missing'])} (never run, interrupted, or unusable): run the study "
+                 "again into this folder to compute them")
+    return line + "."
+
+
+def _missing_rows(store, coverage: dict) -> pd.DataFrame:
+    """A ``missing`` row for each planned cell with no usable record, in the columns of stored rows."""
+    plan = store.plan()
+    return pd.DataFrame([flatten_record({"study": plan[key]["study"], "key": key, "config": plan[key]["config"],
+                                         "status": "missing"}) for key in coverage["missing"]])
 
 
 def render_comparison(old_store, new_store, out: Path, *, alpha: float = stats.ALPHA,

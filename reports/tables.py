@@ -38,6 +38,10 @@ from cutbench.affinity import affinity_label
 from cutbench.metrics import METRICS
 from cutbench.store import STATUSES
 
+TABLE_STATUSES = (*STATUSES, "missing")
+"""Statuses a table row may have: a record's, or ``missing`` for a planned cell never stored (an
+interrupted study), so a configuration's count reads e.g. 1/3, not 1/1."""
+
 DEFAULT_METRICS = ("acc", "nmi", "ari")
 """The metrics a summary table shows unless told otherwise (every one in :data:`cutbench.metrics.METRICS` is recorded)."""
 DEFAULT_TIMES = ("fit_s",)
@@ -150,9 +154,9 @@ def _check_records(df: pd.DataFrame, by: list[str], quantities: list[str]) -> No
     missing = [c for c in [*by, "status", *quantities] if c not in df.columns]
     if missing:
         raise CutbenchError(f"records lack column(s) {missing}; available columns: {sorted(map(str, df.columns))}.")
-    unknown = [s for s in pd.unique(df["status"]) if s not in STATUSES]
+    unknown = [s for s in pd.unique(df["status"]) if s not in TABLE_STATUSES]
     if unknown:
-        raise CutbenchError(f"unknown status value(s) {unknown}; accepted: {list(STATUSES)}.")
+        raise CutbenchError(f"unknown status value(s) {unknown}; accepted: {list(TABLE_STATUSES)}.")
 
 
 def _level_order(df: pd.DataFrame, key: str, order: Mapping[str, Sequence] | None) -> list:
@@ -176,8 +180,8 @@ def _dominant_status(statuses: pd.Series) -> str:
     if statuses.eq("ok").any():
         return "ok"
     counts = statuses.value_counts()
-    # Ties go to the earlier entry of STATUSES, so the choice never depends on row order.
-    return max(STATUSES[1:], key=lambda s: (counts.get(s, 0), -STATUSES.index(s)))
+    # Ties go to the earlier entry of TABLE_STATUSES, so the choice never depends on row order.
+    return max(TABLE_STATUSES[1:], key=lambda s: (counts.get(s, 0), -TABLE_STATUSES.index(s)))
 
 
 CONFIGURATION_COLUMNS = ("features", "train_size", "device", "nmi_average_method")

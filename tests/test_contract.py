@@ -59,6 +59,40 @@ def test_scikit_learn_estimator_checks(estimator, check):
         check(estimator)
 
 
+# The defaults: every parameter as a user gets it, only the training budget cut to the checks' tiny data
+# (10 to 100 points). A batch_size above n is clipped with a warning, so the mini-batch methods pass.
+BUDGET = {"neuncut": {"epochs": 5}, "neurcut": {"epochs": 5}, "spectralnet": {"epochs": 2, "steps_per_epoch": 2},
+          "specnet2": {"epochs": 2}, "cnc": {"epochs": 2, "steps_per_epoch": 2}}
+_TEN_POINTS = ("the check fits 10 points, and the default kNN affinity keeps n_neighbors=10 neighbours per point, "
+               "which 10 points cannot give (at most 9 each): refused with a message naming n_neighbors, as it must be")
+_KNN_ON_TEN_POINTS = {"check_estimators_nan_inf": _TEN_POINTS + " (NaN and inf themselves are refused first)",
+                      "check_fit2d_1feature": _TEN_POINTS + " (one feature is accepted)"}
+DEFAULT_EXPECTED_FAILURES = {
+    "ncut": _KNN_ON_TEN_POINTS,
+    "specnet2": {**_KNN_ON_TEN_POINTS, **EXPECTED_FAILURES["specnet2"]},
+    "spectralnet": {**_KNN_ON_TEN_POINTS, **EXPECTED_FAILURES["spectralnet"]},
+}
+
+
+def at_defaults(name):
+    return get_method(name)(**BUDGET.get(name, {}), device="cpu", random_state=0)
+
+
+@parametrize_with_checks([at_defaults(name) for name in list_methods()],
+                         expected_failed_checks=lambda estimator: DEFAULT_EXPECTED_FAILURES.get(estimator.name, {}),
+                         xfail_strict=True)
+def test_scikit_learn_estimator_checks_at_default_parameters(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. the clipped batch_size, a collapse on random data
+        check(estimator)
+
+
+def test_default_parameter_failures_are_the_documented_ones():
+    for name, failures in DEFAULT_EXPECTED_FAILURES.items():
+        assert set(failures) - set(EXPECTED_FAILURES.get(name, {})) <= set(_KNN_ON_TEN_POINTS), name
+        assert set(BUDGET.get(name, {})) <= {"epochs", "steps_per_epoch"}  # only the budget is cut
+
+
 def test_expected_failures_are_few_and_justified():
     for name, failures in EXPECTED_FAILURES.items():
         assert name in list_methods() and len(failures) <= 4
@@ -145,3 +179,35 @@ def test_bad_input_to_every_method_names_the_problem(name):
         if hasattr(method, attribute):
             with pytest.raises(NotFittedError, match="is not fitted yet. Call 'fit'"):
                 getattr(method, attribute)(np.ones((3, 4)))
+
+
+@pytest.mark.parametrize("name", [name for name in list_methods() if get_method(name).capabilities.out_of_sample])
+@pytest.mark.parametrize("route", ["predict", "transform", "predict_proba"])
+def test_new_data_at_1e30_is_refused_by_every_out_of_sample_method(name, route):
+    from cutbench import CutbenchError
+
+    X = np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32)
+    fitted = tiny(name).fit(X)
+    if not hasattr(fitted, route):
+        pytest.skip(f"{name} has no {route}")
+    with pytest.raises(CutbenchError, match="overflow float32"):
+        getattr(fitted, route)(X * np.float32(1e30))
+    with pytest.raises(CutbenchError, match="overflow float32"):  # a tensor takes the same route
+        getattr(fitted, route)(torch.from_numpy(X) * 1e30)
+    getattr(fitted, route)(X[:1])  # one ordinary row is fine: only training needs distinct rows
+
+
+@pytest.mark.parametrize("name", [name for name in list_methods() if get_method(name).capabilities.minibatch])
+def test_a_batch_larger_than_the_training_set_is_clipped_with_a_warning_kept_in_the_record(name):
+    from cutbench import CutbenchWarning
+
+    X = np.random.default_rng(0).normal(size=(40, 4)).astype(np.float32)
+    params = {**TINY.get(name, {}), "batch_size": 1000}
+    with pytest.warns(CutbenchWarning, match=r"batch_size=1000 is more than the 40 training samples"):
+        get_method(name)(**params, device="cpu", random_state=0).fit(X)
+    raw = {"name": "clip", "datasets": [{"name": "blobs", "params": {"n": 40, "n_clusters": 3, "d": 4}}],
+           "methods": [{"name": name, "params": params}], "seeds": [0], "device": "cpu",
+           "timing": {"warmup": 0, "repeats": 1}}
+    record, _ = run_cell(expand_study(raw).cells[0], DatasetCache(), "clip")
+    assert record["status"] == "ok", record.get("error")
+    assert any("batch_size=1000 is more than the 40 training samples" in w for w in record["warnings"])

@@ -22,7 +22,7 @@ TINY = {"name": "exec", "datasets": [{"name": "double_rings", "params": {"n": 30
         "timing": {"warmup": 0, "repeats": 1}}
 
 # Fields that legitimately differ between two runs of the same cell.
-_VOLATILE = {"timings", "cell_wall_seconds", "provenance", "load"}
+_VOLATILE = {"timings", "cell_wall_seconds", "provenance", "load", "thread_choice"}
 
 
 def comparable(store):
@@ -154,8 +154,9 @@ def test_a_retried_cell_whose_process_dies_replaces_the_earlier_record(tmp_path,
 
     cell = expand_study({**TINY, "methods": ["kmeans"], "seeds": [0]}).cells[0]
     store = ResultStore(tmp_path)
-    key = cell_key(identify_cell(cell, cutbench.runner._DATASETS)[0])
-    store.write({"study": "exec", "key": key, "config": {}, "status": "failed", "error": "an earlier run's error"})
+    config = identify_cell(cell, cutbench.runner._DATASETS)[0]
+    key = cell_key(config)
+    store.write({"study": "exec", "key": key, "config": config, "status": "failed", "error": "an earlier run's error"})
     monkeypatch.setattr(cutbench.runner.sys, "executable", "false")  # a child that exits 1 and writes nothing
     assert cutbench.runner._execute_in_child(cell, str(tmp_path), "exec", limit=5) == (key, "failed")
     assert "the cell's process died (exit code 1)" in store.get(key)["error"]
@@ -255,13 +256,48 @@ def test_thread_counts_are_checked_against_the_cores(monkeypatch):
     from cutbench import threads as threads_module
 
     monkeypatch.setattr(threads_module, "cores", lambda: 2)
-    assert threads_module.resolve_threads(None) == 2 and threads_module.resolve_threads(None, workers=2) == 1
+    choose = threads_module.choose_threads
+    assert choose(None, load=0.1).threads == 2 and choose(None, workers=2, load=0.1).threads == 1
+    assert choose(1, load=9.0) == threads_module.ThreadChoice(1, "given by --threads")
     with pytest.raises(CutbenchError, match=r"--threads must be an integer >= 1; got 0\."):
-        threads_module.resolve_threads(0)
+        choose(0)
     with pytest.raises(CutbenchError, match=r"--threads 3 asks for 3 threads, more than the 2 cores .* --threads <= 2"):
-        threads_module.resolve_threads(3)
+        choose(3)
     with pytest.raises(CutbenchError, match=r"--threads 2 with 2 workers asks for 4 threads.*--threads <= 1"):
-        threads_module.resolve_threads(2, workers=2)
+        choose(2, workers=2)
+
+
+@pytest.mark.parametrize("cores, load, workers, expected", [
+    (2, 0.0, 1, 2), (2, 0.4, 1, 2), (2, 0.6, 1, 1), (2, 4.0, 1, 1), (2, 16.0, 1, 1),  # the 2-core box
+    (16, 3.2, 1, 13), (16, 0.5, 4, 4), (16, 10.0, 2, 3), (16, 40.0, 4, 1),           # a larger machine
+])
+def test_the_default_thread_count_leaves_out_the_cores_the_load_takes(monkeypatch, cores, load, workers, expected):
+    from cutbench import threads as threads_module
+
+    monkeypatch.setattr(threads_module, "cores", lambda: cores)
+    choice = threads_module.choose_threads(None, workers, load=load)
+    # the idle cores (cores - load) shared out among the workers, rounded, at least 1 and at most the share
+    assert choice.threads == expected == max(1, min(cores // workers, round((cores - load) / workers + 1e-9)))
+    if expected < cores // workers:
+        assert f"the machine is busy (load average {load:.2f} on {cores} cores)" in choice.reason
+        assert "--threads N overrides" in choice.reason
+    else:
+        assert f"load average {load:.2f}" in choice.reason
+
+
+def test_a_busy_machine_gets_one_thread_per_cell_and_the_record_says_why(tmp_path, monkeypatch):
+    from cutbench import threads as threads_module
+    from cutbench.runner import InlineExecutor
+
+    monkeypatch.setattr(threads_module, "cores", lambda: 2)
+    monkeypatch.setattr(threads_module, "load_average", lambda: 12.0)  # the load the issue measured: 12-17
+    lines = []
+    run_study(expand_study({**TINY, "methods": ["kmeans"], "seeds": [0]}), ResultStore(tmp_path),
+              executor=InlineExecutor(), progress=lines.append)
+    assert "threads per cell: 1, not 2: the machine is busy (load average 12.00 on 2 cores)" in "\n".join(lines)
+    records = list(ResultStore(tmp_path).records())
+    assert records and all(record["thread_choice"]["threads"] == 1 and "busy" in record["thread_choice"]["reason"]
+                           and record["provenance"]["threads"]["torch_threads"] == 1 for record in records)
 
 
 def test_the_report_warns_about_cells_run_on_an_oversubscribed_machine():
