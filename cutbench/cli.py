@@ -129,7 +129,14 @@ def cmd_report(args) -> int:
                             f"Accepted stages: {', '.join(STAGES)}.")
     from cutbench.reports.render import render_report
 
+    from cutbench.reports.render import coverage_line
+
     store = _existing_store(args.out)
+    if store.to_frame().empty:
+        found = [coverage_line(store.coverage()), store.problems_summary()]
+        raise CutbenchError(f"{store.root} holds no usable records: nothing to report"
+                            + "".join(f"; {line.rstrip('.')}" for line in found if line)
+                            + f". Run the study with --out {store.root} first.")
     written = render_report(store, store.root, stages)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
@@ -470,7 +477,9 @@ def main(argv=None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a reader that went away shows here, inside this handler, not at exit
+        return status
     except CutbenchError as exc:
         print(f"cutbench: error: {exc}", file=sys.stderr)
         return 2

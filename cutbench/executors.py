@@ -16,6 +16,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import signal
 import threading
 import time
 from functools import cached_property
@@ -39,6 +40,8 @@ def _pool_worker(tasks, results, gpu: str | None, threads: ThreadChoice, store_r
     # A worker whose driver is killed (even with SIGKILL, which no handler sees) must not go on working
     # through the queue it inherited: it watches its parent and exits when it is re-parented.
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+    # Ctrl-C is the driver's to handle (one line, then it stops the workers), not a traceback per worker.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     while True:

@@ -262,7 +262,6 @@ X_SMALL = np.random.default_rng(0).normal(size=(20, 3))
     (torch.from_numpy(X_SMALL[:, 0]), {}, "X must be 2-D"),
     (X_SMALL, {"n_clusters": 0}, "n_clusters must be an integer >= 1; got 0"),
     (X_SMALL, {"n_clusters": 21}, "exceeds the number of samples"),
-    (X_SMALL, {"batch_size": 21}, "batch_size=21 exceeds"),
     (X_SMALL, {"batch_size": 1}, "smaller than n_clusters"),
     (X_SMALL, {"orth_norm": "fro"}, "orth_norm must be one of"),
     (X_SMALL, {"gamma": -1.0}, "gamma must be"),
@@ -276,6 +275,14 @@ def test_bad_input_is_refused(method, X, params, match):
     model = method(**{"n_clusters": 2, "batch_size": 10, "epochs": 1, "device": "cpu", **params})
     with pytest.raises(ValueError, match=match):  # a CutbenchError, or scikit-learn's ValueError for the shape
         model.fit(X)
+
+
+@pytest.mark.parametrize("method", [NeuNcut, NeuRcut])
+def test_a_batch_larger_than_the_data_is_clipped_with_a_warning(method):
+    with pytest.warns(CutbenchWarning, match="batch_size=21 is more than the 20 training samples: trained with "
+                                             "batch_size=20"):
+        model = method(n_clusters=2, batch_size=21, epochs=1, device="cpu", random_state=0).fit(X_SMALL)
+    assert model.labels_.shape == (20,)
 
 
 def test_constructor_only_stores_and_clones():

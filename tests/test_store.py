@@ -11,13 +11,13 @@ from cutbench.canonical import canonical_json
 from cutbench.store import ResultStore, cell_key, flatten_record
 
 
-def make_record(key="k1", status="ok", acc=0.9, seed=None):
-    """A record of its own configuration: the seed follows the key unless given."""
+def make_record(name="k1", status="ok", acc=0.9, seed=None):
+    """A record of its own configuration, its key computed from it: the seed follows ``name`` unless given."""
     config = {"dataset": {"name": "blobs", "params": {"n": 10}, "fingerprint": "f"},
               "features": {"name": "raw"}, "method": {"name": "kmeans", "params": {"n_init": 3}},
               "protocol": {"train_size": None, "nmi_average_method": "arithmetic"},
-              "seed": sum(map(ord, key)) if seed is None else seed, "device": "cpu"}
-    rec = {"key": key, "study": "s", "config": config, "status": status, "error": None}
+              "seed": sum(map(ord, name)) if seed is None else seed, "device": "cpu"}
+    rec = {"key": cell_key(config), "study": "s", "config": config, "status": status, "error": None}
     if status == "ok":
         rec["metrics"] = {"acc": acc, "nmi": 0.8, "ari": 0.7, "nca": 0.6}
         rec["timings"] = {"fit": {"seconds": 1.5, "cold_seconds": 2.0}, "total": {"seconds": 1.7}}
@@ -41,9 +41,10 @@ def test_key_is_stable_and_changes_with_any_input():
 
 def test_write_get_labels_roundtrip(tmp_path):
     store = ResultStore(tmp_path)
-    store.write(make_record(), labels=np.array([0, 1, 1]))
-    assert store.get("k1")["metrics"]["acc"] == 0.9
-    np.testing.assert_array_equal(store.labels("k1"), [0, 1, 1])
+    record = make_record()
+    store.write(record, labels=np.array([0, 1, 1]))
+    assert store.get(record["key"])["metrics"]["acc"] == 0.9
+    np.testing.assert_array_equal(store.labels(record["key"]), [0, 1, 1])
     assert store.get("missing") is None
     # no temporary files are left behind
     assert not [p for p in (tmp_path / "records").iterdir() if p.name.startswith(".")]
@@ -59,13 +60,14 @@ def test_corrupt_or_partial_record_is_treated_as_missing(tmp_path):
 
 def test_failed_record_has_nan_metrics_not_zero(tmp_path):
     store = ResultStore(tmp_path)
-    store.write(make_record("a", acc=0.5), labels=np.zeros(10))
-    store.write(make_record("b", status="failed"))
+    a, b = make_record("a", acc=0.5), make_record("b", status="failed")
+    store.write(a, labels=np.zeros(10))
+    store.write(b)
     frame = store.to_frame().set_index("key")
-    assert frame.loc["b", "status"] == "failed"
-    assert np.isnan(frame.loc["b", "acc"]) and np.isnan(frame.loc["b", "fit_s"])
-    assert frame.loc["b", "error"] == "RuntimeError: boom"
-    assert frame.loc["a", "param.n_init"] == 3 and frame.loc["a", "fit_cold_s"] == 2.0
+    assert frame.loc[b["key"], "status"] == "failed"
+    assert np.isnan(frame.loc[b["key"], "acc"]) and np.isnan(frame.loc[b["key"], "fit_s"])
+    assert frame.loc[b["key"], "error"] == "RuntimeError: boom"
+    assert frame.loc[a["key"], "param.n_init"] == 3 and frame.loc[a["key"], "fit_cold_s"] == 2.0
 
 
 def test_export_csv_and_parquet_agree(tmp_path):
@@ -79,7 +81,7 @@ def test_export_csv_and_parquet_agree(tmp_path):
 
 
 def test_invalid_status_rejected(tmp_path):
-    with pytest.raises(CutbenchError, match="status must be one of"):
+    with pytest.raises(CutbenchError, match=r"does not match the record schema: status: 'done' is not one of \['ok'"):
         ResultStore(tmp_path).write(make_record(status="done"))
 
 
