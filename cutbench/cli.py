@@ -472,10 +472,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    # Before torch starts OpenMP: idle OpenMP threads sleep instead of spinning, which on a busy machine
-    # takes cores from the threads with work (see cutbench.threads). An explicit setting is kept.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
+    if getattr(args, "executor", None) is not None and "torch" not in sys.modules:  # a run, before OpenMP starts
+        from cutbench.threads import quiet_idle_threads
+
+        changed = quiet_idle_threads()
+        if changed:
+            print(changed)
     try:
         status = args.func(args)
         sys.stdout.flush()  # a reader that went away shows here, inside this handler, not at exit

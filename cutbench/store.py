@@ -432,8 +432,6 @@ def _create_whole(path: Path, text: str) -> bool:
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
         try:
             os.link(temporary, path)  # atomic and exclusive: fails if the claim exists
         except FileExistsError:

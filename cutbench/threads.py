@@ -6,20 +6,20 @@ network methods' accuracies (floating-point sums are split differently: digits N
 applied inside every cell to torch and, through threadpoolctl, to every BLAS and OpenMP pool
 (k-means, eigensolvers), and recorded with the result together with the machine's load average at
 the start and the end of the cell. Defaults: every core for the inline executor; the cores shared out
-among the workers of a parallel executor, and on a busy machine only the cores the load average leaves
-idle (:func:`choose_threads`, which says why). Idle OpenMP threads sleep rather than spin
-(``OMP_WAIT_POLICY=PASSIVE``, set by the ``cutbench`` command unless the environment sets it).
+among the workers of a parallel executor, and on a busy machine only the cores other work leaves idle
+when the run starts (:func:`choose_threads`, which says why).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import torch
+import psutil
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from cutbench import CutbenchError
@@ -41,13 +41,49 @@ class ThreadChoice:
     reason: str
 
 
-def choose_threads(threads: int | None, workers: int = 1, *, load: float | None = None) -> ThreadChoice:
+_REUSE_SECONDS = 10.0
+_last_measured: tuple[float, float] | None = None  # (monotonic time, busy cores)
+
+
+def busy_cores(seconds: float = 0.5) -> float:
+    """How many of this process's cores other work keeps busy right now: their CPU use summed over a
+    ``seconds`` sample (unlike the load average, which trails the last minute: an idle machine just
+    after a run still shows load 1). A measurement of the last 10 s is reused (the command and its
+    executor both ask when a run starts)."""
+    global _last_measured
+    now = time.monotonic()
+    if _last_measured is not None and now - _last_measured[0] < _REUSE_SECONDS:
+        return _last_measured[1]
+    mine = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    per_cpu = psutil.cpu_percent(interval=seconds, percpu=True)
+    busy = round(sum(per_cpu[i] for i in mine if i < len(per_cpu)) / 100, 2)
+    _last_measured = (time.monotonic(), busy)
+    return busy
+
+
+def quiet_idle_threads() -> str | None:
+    """On a busy machine, make idle OpenMP threads sleep instead of spin (``OMP_WAIT_POLICY=PASSIVE``,
+    unless the environment sets a policy); returns why, or None when nothing was changed.
+
+    Must run before torch starts OpenMP. Measured on the 2-core box (see the README): with two threads
+    under a load of four spinning processes, passive waiting made a run faster; on an idle machine it
+    made the quick study slower, as sleeping threads are slow to wake for the next small operation, so
+    an idle machine keeps OpenMP's default.
+    """
+    if "OMP_WAIT_POLICY" in os.environ or busy_cores() < 0.5:
+        return None
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return "OMP_WAIT_POLICY=PASSIVE: the machine is busy, so idle OpenMP threads sleep instead of spinning"
+
+
+def choose_threads(threads: int | None, workers: int = 1, *, busy: float | None = None) -> ThreadChoice:
     """Threads per cell: ``threads`` checked against the cores, or the default for ``workers`` workers.
 
     The default shares the cores out among the workers and, on a busy machine, gives each cell only
-    the cores the load leaves idle (at least one): threads that wait for a core slow every cell down
-    (on the 2-core box at load 12-17 the quick study ran 8-10 times faster with one thread than with
-    two). ``load`` is the 1-minute load average when the run starts (default: read now).
+    the cores other work leaves idle (at least one), rounded: threads that wait for a core slow every
+    cell down (on the 2-core box at load 12-17 the quick study ran 8-10 times faster with one thread
+    than with two). ``busy`` is the cores' worth of CPU other work uses when the run starts (default:
+    :func:`busy_cores`, measured now).
 
     Raises
     ------
@@ -68,16 +104,15 @@ def choose_threads(threads: int | None, workers: int = 1, *, load: float | None 
         return ThreadChoice(threads, "given by --threads")
     share = max(1, available // workers)
     among = "" if workers == 1 else f" shared out among {workers} workers"
-    load = load_average() if load is None else load
-    if load is None:
-        return ThreadChoice(share, f"the {available} cores{among} (this OS reports no load average)")
-    idle = max(available - load, 0.0)
-    chosen = max(1, min(share, math.floor(idle / workers + 0.5)))
+    busy = busy_cores() if busy is None else busy
+    load = load_average()
+    measured = f"{busy:.1f} of {available} cores busy with other work" + (
+        f", load average {load:.2f}" if load is not None else "")
+    chosen = max(1, min(share, math.floor(max(available - busy, 0.0) / workers + 0.5)))
     if chosen == share:
-        return ThreadChoice(share, f"the {available} cores{among}; the machine is idle enough "
-                                   f"(load average {load:.2f})")
-    return ThreadChoice(chosen, f"not {share}: the machine is busy (load average {load:.2f} on {available} cores), "
-                                "and threads waiting for a core would slow every cell down; --threads N overrides")
+        return ThreadChoice(share, f"the {available} cores{among}; the machine is idle enough ({measured})")
+    return ThreadChoice(chosen, f"not {share}: the machine is busy ({measured}), and threads waiting for a core "
+                                "would slow every cell down; --threads N overrides")
 
 
 @contextmanager
@@ -86,6 +121,8 @@ def limited_threads(threads: int | None):
     if threads is None:
         yield
         return
+    import torch
+
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -97,6 +134,8 @@ def limited_threads(threads: int | None):
 
 def thread_settings() -> dict[str, Any]:
     """Thread counts that change CPU timings, as they are now; recorded with every result."""
+    import torch  # here, not at the top: quiet_idle_threads must be importable before torch starts OpenMP
+
     pools = {f"{pool['internal_api']}_threads": pool["num_threads"] for pool in threadpool_info()}
     return {
         "torch_threads": torch.get_num_threads(),
@@ -115,4 +154,5 @@ def load_average() -> float | None:
         return None
 
 
-__all__ = ["ThreadChoice", "choose_threads", "cores", "limited_threads", "load_average", "thread_settings"]
+__all__ = ["ThreadChoice", "busy_cores", "choose_threads", "cores", "limited_threads", "load_average",
+           "quiet_idle_threads", "thread_settings"]

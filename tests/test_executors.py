@@ -257,8 +257,8 @@ def test_thread_counts_are_checked_against_the_cores(monkeypatch):
 
     monkeypatch.setattr(threads_module, "cores", lambda: 2)
     choose = threads_module.choose_threads
-    assert choose(None, load=0.1).threads == 2 and choose(None, workers=2, load=0.1).threads == 1
-    assert choose(1, load=9.0) == threads_module.ThreadChoice(1, "given by --threads")
+    assert choose(None, busy=0.1).threads == 2 and choose(None, workers=2, busy=0.1).threads == 1
+    assert choose(1, busy=2.0) == threads_module.ThreadChoice(1, "given by --threads")
     with pytest.raises(CutbenchError, match=r"--threads must be an integer >= 1; got 0\."):
         choose(0)
     with pytest.raises(CutbenchError, match=r"--threads 3 asks for 3 threads, more than the 2 cores .* --threads <= 2"):
@@ -267,22 +267,35 @@ def test_thread_counts_are_checked_against_the_cores(monkeypatch):
         choose(2, workers=2)
 
 
-@pytest.mark.parametrize("cores, load, workers, expected", [
-    (2, 0.0, 1, 2), (2, 0.4, 1, 2), (2, 0.6, 1, 1), (2, 4.0, 1, 1), (2, 16.0, 1, 1),  # the 2-core box
-    (16, 3.2, 1, 13), (16, 0.5, 4, 4), (16, 10.0, 2, 3), (16, 40.0, 4, 1),           # a larger machine
+@pytest.mark.parametrize("cores, busy, workers, expected", [
+    (2, 0.0, 1, 2), (2, 0.4, 1, 2), (2, 0.6, 1, 1), (2, 2.0, 1, 1),                  # the 2-core box
+    (16, 3.2, 1, 13), (16, 0.5, 4, 4), (16, 10.0, 2, 3), (16, 16.0, 4, 1),           # a larger machine
 ])
-def test_the_default_thread_count_leaves_out_the_cores_the_load_takes(monkeypatch, cores, load, workers, expected):
+def test_the_default_thread_count_leaves_out_the_cores_other_work_uses(monkeypatch, cores, busy, workers, expected):
     from cutbench import threads as threads_module
 
     monkeypatch.setattr(threads_module, "cores", lambda: cores)
-    choice = threads_module.choose_threads(None, workers, load=load)
-    # the idle cores (cores - load) shared out among the workers, rounded, at least 1 and at most the share
-    assert choice.threads == expected == max(1, min(cores // workers, round((cores - load) / workers + 1e-9)))
+    choice = threads_module.choose_threads(None, workers, busy=busy)
+    # the idle cores shared out among the workers, rounded, at least 1 and at most the share
+    assert choice.threads == expected == max(1, min(cores // workers, round((cores - busy) / workers + 1e-9)))
     if expected < cores // workers:
-        assert f"the machine is busy (load average {load:.2f} on {cores} cores)" in choice.reason
+        assert f"not {cores // workers}: the machine is busy ({busy:.1f} of {cores} cores busy" in choice.reason
         assert "--threads N overrides" in choice.reason
     else:
-        assert f"load average {load:.2f}" in choice.reason
+        assert f"idle enough ({busy:.1f} of {cores} cores busy with other work" in choice.reason
+
+
+def test_busy_cores_sees_a_spinning_process_the_load_average_has_not_caught_up_with(monkeypatch):
+    monkeypatch.undo()  # the real measurement, not the suite's idle machine (conftest)
+    from cutbench.threads import busy_cores
+
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert busy_cores(0.5) >= 0.7  # one core's worth, measured now (the 1-minute average lags)
+    finally:
+        spinner.kill()
+        spinner.wait()
 
 
 def test_a_busy_machine_gets_one_thread_per_cell_and_the_record_says_why(tmp_path, monkeypatch):
@@ -290,11 +303,11 @@ def test_a_busy_machine_gets_one_thread_per_cell_and_the_record_says_why(tmp_pat
     from cutbench.runner import InlineExecutor
 
     monkeypatch.setattr(threads_module, "cores", lambda: 2)
-    monkeypatch.setattr(threads_module, "load_average", lambda: 12.0)  # the load the issue measured: 12-17
+    monkeypatch.setattr(threads_module, "busy_cores", lambda: 2.0)  # both cores taken (the issue: load 12-17)
     lines = []
     run_study(expand_study({**TINY, "methods": ["kmeans"], "seeds": [0]}), ResultStore(tmp_path),
               executor=InlineExecutor(), progress=lines.append)
-    assert "threads per cell: 1, not 2: the machine is busy (load average 12.00 on 2 cores)" in "\n".join(lines)
+    assert "threads per cell: 1, not 2: the machine is busy (2.0 of 2 cores busy with other work" in "\n".join(lines)
     records = list(ResultStore(tmp_path).records())
     assert records and all(record["thread_choice"]["threads"] == 1 and "busy" in record["thread_choice"]["reason"]
                            and record["provenance"]["threads"]["torch_threads"] == 1 for record in records)
@@ -309,3 +322,15 @@ def test_the_report_warns_about_cells_run_on_an_oversubscribed_machine():
     assert oversubscription_warning(frame).startswith("warning: 1 of 2 cells ran on an oversubscribed machine "
                                                       "(load average up to 4.2 on 2 cores)")
     assert oversubscription_warning(frame.iloc[:1]) is None
+
+
+def test_idle_openmp_threads_sleep_only_on_a_busy_machine(monkeypatch):
+    from cutbench import threads as threads_module
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert threads_module.quiet_idle_threads() is None and "OMP_WAIT_POLICY" not in os.environ  # idle (conftest)
+    monkeypatch.setattr(threads_module, "busy_cores", lambda seconds=0.5: 1.5)
+    assert "the machine is busy" in threads_module.quiet_idle_threads()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # the user's choice is kept
+    assert threads_module.quiet_idle_threads() is None and os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
