@@ -44,8 +44,8 @@ from torch import nn
 from cutbench import CutbenchError
 from cutbench._validation import check_features, resolve_device, seed_generators
 from cutbench.graph import l2_normalize_rows
-from cutbench.methods._training import Trainer, seeded_mlp
 from cutbench.params import Boolean, Interval, NoneValue, Options, Widths, canonical_params
+from cutbench.training import Trainer, seeded_mlp
 
 SELF_EXPRESSIVE_KIND = "self_expressive"
 """Value of the ``"kind"`` key that marks a dict as a :class:`SelfExpressiveAffinity`."""

@@ -38,8 +38,8 @@ from torch import nn
 from cutbench import CutbenchError
 from cutbench._validation import check_features, resolve_device, seed_generators
 from cutbench.graph import Affinity, PreparedAffinity, knn_search
-from cutbench.methods._training import Trainer, forward_in_chunks, plateau_schedule, seeded_mlp
 from cutbench.params import Interval, NoneValue, Satisfies, Widths, canonical_params
+from cutbench.training import Trainer, forward_in_chunks, plateau_schedule, seeded_mlp
 
 SIAMESE_KIND = "siamese"
 """Value of the ``"kind"`` key that marks a dict as a :class:`SiameseAffinity`."""

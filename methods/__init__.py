@@ -6,7 +6,6 @@ first used, so one method's missing optional dependency never breaks the others.
 
 from __future__ import annotations
 
-
 from cutbench.methods.registry import METHODS, get_method, list_methods, make_method
 
 # Public class name -> registered name, e.g. "NeuNcut" -> "neuncut".

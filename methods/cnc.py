@@ -21,10 +21,18 @@ from cutbench import CutbenchError
 from cutbench._validation import check_batch_size, seed_generators
 from cutbench.affinity import check_batch_size_for, prepare_affinity
 from cutbench.graph import Affinity
-from cutbench.methods._training import (DTYPE_CONSTRAINT, DTYPES, Trainer, argmax_labels, plateau_schedule,
-                                        seeded_mlp, softmax_memberships, warn_if_collapsed)
 from cutbench.methods.base import AFFINITY, EVERY_AFFINITY, Capabilities, ClusteringMethod
 from cutbench.params import Interval, Options, Widths
+from cutbench.training import (
+    DTYPE_CONSTRAINT,
+    DTYPES,
+    Trainer,
+    argmax_labels,
+    plateau_schedule,
+    seeded_mlp,
+    softmax_memberships,
+    warn_if_collapsed,
+)
 
 OPTIMIZERS = ("adam", "rmsprop")
 """``"adam"``: the paper (§5.7). ``"rmsprop"``: the reference code (TF1 RMSProp, decay 0.9, epsilon 1e-10)."""

@@ -36,10 +36,17 @@ import torch
 from cutbench import CutbenchError, CutbenchWarning
 from cutbench._validation import check_batch_size, seed_generators
 from cutbench.affinity import prepare_affinity
-from cutbench.methods._training import (DTYPE_CONSTRAINT, DTYPES, Trainer, argmax_labels, seeded_mlp,
-                                        softmax_memberships, warn_if_collapsed)
 from cutbench.methods.base import AFFINITY, EVERY_AFFINITY, Capabilities, ClusteringMethod
 from cutbench.params import Boolean, Interval, Options, Widths
+from cutbench.training import (
+    DTYPE_CONSTRAINT,
+    DTYPES,
+    Trainer,
+    argmax_labels,
+    seeded_mlp,
+    softmax_memberships,
+    warn_if_collapsed,
+)
 
 ORTH_NORMS = ("fro_over_k", "fro_sq")
 """Accepted ``orth_norm`` values: reference code (``‖·‖_F / k``) and paper (``‖·‖²_F``)."""

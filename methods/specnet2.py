@@ -28,9 +28,9 @@ from sklearn.cluster import KMeans as SklearnKMeans
 from cutbench import CutbenchError
 from cutbench._validation import check_batch_size, seed_generators
 from cutbench.affinity import DeviceGraph, check_affinity_graph, check_batch_size_for, prepare_affinity
-from cutbench.methods._training import DTYPE_CONSTRAINT, DTYPES, Trainer, forward_in_chunks, seeded_mlp
 from cutbench.methods.base import AFFINITY, EVERY_AFFINITY, Capabilities, ClusteringMethod, EmbeddingMixin
 from cutbench.params import Interval, NoneValue, Options, Widths
+from cutbench.training import DTYPE_CONSTRAINT, DTYPES, Trainer, forward_in_chunks, seeded_mlp
 
 VARIANTS = ("neighbor", "local")
 """Gradient variants: exact graph rows with a cache of all outputs, or the batch subgraph only."""

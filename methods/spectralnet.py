@@ -51,10 +51,10 @@ from cutbench import CutbenchError
 from cutbench._validation import check_batch_size, seed_generators
 from cutbench.affinity import check_batch_size_for, prepare_affinity, resolve_affinity
 from cutbench.graph import Affinity, global_median_sigma, l2_normalize_rows, local_median_affinity
-from cutbench.methods._training import ACTIVATIONS, Trainer, forward_in_chunks, plateau_schedule, seeded_mlp
 from cutbench.methods.base import AFFINITY, EVERY_AFFINITY, Capabilities, ClusteringMethod, EmbeddingMixin
 from cutbench.params import Interval, NoneValue, Options, Widths
 from cutbench.siamese import SiameseAffinity
+from cutbench.training import ACTIVATIONS, Trainer, forward_in_chunks, plateau_schedule, seeded_mlp
 
 SCALES = ("global_median", "local_median", "affinity")
 ORTHONORMS = ("qr", "cholesky")

@@ -30,9 +30,9 @@ import torch
 
 from cutbench.affinity import prepare_affinity
 from cutbench.datasets import load_dataset
-from cutbench.methods._training import seeded_mlp
 from cutbench.methods.neuncut import ncut_loss
 from cutbench.metrics import accuracy, ncut_value
+from cutbench.training import seeded_mlp
 
 SHAPES = ("double_rings", "double_c")
 SIGMAS = (0.05, 0.1, 0.2, 0.5, 1.0, 3.0)

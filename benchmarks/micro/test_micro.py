@@ -15,13 +15,13 @@ from cutbench.affinity import check_affinity_graph, prepare_affinity
 from cutbench.datasets import load_dataset
 from cutbench.graph import Affinity, knn_graph
 from cutbench.methods import get_method
-from cutbench.methods._training import seeded_mlp
 from cutbench.methods.cnc import expected_ncut_loss, gumbel_softmax
 from cutbench.methods.ncut import spectral_embedding
 from cutbench.methods.neuncut import ncut_loss, rcut_loss
 from cutbench.methods.specnet2 import specnet2_row_gradient
 from cutbench.methods.spectralnet import orthonorm_weights, spectral_loss
 from cutbench.timing import clock_for
+from cutbench.training import seeded_mlp
 
 N_GRAPH = 5000
 BATCH = 1000
