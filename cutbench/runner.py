@@ -391,12 +391,11 @@ def run_study(study: Study, store: ResultStore, *, executor=None, retry_failed: 
     """
     executor = executor or InlineExecutor()
     cells = study.cells if cells is None else cells
-    datasets = DatasetCache()
     counts = {"ran": 0, "stored": 0, "busy": 0, **{status: 0 for status in STATUSES}}
     latest = store.latest_by_configuration()
     todo, planned = [], []
     for cell in cells:
-        config = identify_cell(cell, datasets)[0]
+        config = identify_cell(cell, _DATASETS)[0]  # the process's one cache: the inline executor reuses it
         planned.append(config)
         if is_done(latest.get(cell_key(config)), config, retry_failed=retry_failed):
             counts["stored"] += 1

@@ -34,3 +34,19 @@ def test_the_methods_import_the_trainer_from_the_core():
     assert not (ROOT / "methods" / "_training.py").exists()
     users = {path.name for path in (ROOT / "methods").glob("*.py") if "cutbench.training" in _imports(path)}
     assert users == {"neuncut.py", "spectralnet.py", "specnet2.py", "cnc.py"}
+
+
+def test_an_inline_run_loads_each_dataset_once(tmp_path, monkeypatch):
+    import cutbench.runner as runner
+    from cutbench.store import ResultStore
+    from cutbench.study import expand_study
+
+    loads = []
+    real = runner.load_dataset
+    monkeypatch.setattr(runner, "load_dataset", lambda name, **params: loads.append(name) or real(name, **params))
+    monkeypatch.setattr(runner, "_DATASETS", runner.DatasetCache())
+    study = expand_study({"name": "once", "datasets": [{"name": "blobs", "params": {"n": 60}}],
+                          "methods": ["kmeans", "ncut"], "seeds": [0, 1], "device": "cpu",
+                          "timing": {"warmup": 0, "repeats": 1}})
+    counts = runner.run_study(study, ResultStore(tmp_path), progress=lambda _: None)
+    assert counts["ok"] == 4 and loads == ["blobs"]  # one cache per process: identified and run from one load
