@@ -24,6 +24,13 @@ def new_file_mode() -> int:
     return 0o666 & ~mask
 
 
+def probe_writable(folder: Path) -> None:
+    """Create ``folder`` if missing and check a file can be created in it; raises OSError otherwise."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=folder, prefix=".write-probe-"):
+        pass
+
+
 def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Create ``path`` from what ``write(stream)`` writes, atomically.
 

@@ -40,13 +40,11 @@ def _yaml_option(text: str | None, option: str, example: str):
 
 def _writable_folder(folder, option: str) -> Path:
     """``folder``, created if missing; a folder that cannot be created or written is a one-line error."""
-    import tempfile
+    from cutbench.atomic import probe_writable
 
     out = Path(folder)
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out, prefix=".write-probe-"):
-            pass
+        probe_writable(out)
     except OSError as exc:
         raise CutbenchError(f"cannot write to {out} ({exc.strerror or exc}); give {option} a folder you can write "
                             "to.") from None
@@ -127,9 +125,7 @@ def cmd_report(args) -> int:
     if unknown or not stages:
         raise CutbenchError(f"--times takes a comma-separated list of stages; unknown or empty: {unknown or stages}. "
                             f"Accepted stages: {', '.join(STAGES)}.")
-    from cutbench.reports.render import render_report
-
-    from cutbench.reports.render import coverage_line
+    from cutbench.reports.render import coverage_line, render_report
 
     store = _existing_store(args.out)
     if store.to_frame().empty:

@@ -414,7 +414,7 @@ def run_study(study: Study, store: ResultStore, *, executor=None, retry_failed: 
     for done, (cell, key, status) in enumerate(executor.map(todo, str(store.root), study.name), 1):
         if status in ("busy", "stored"):
             counts[status] += 1
-            holder = store.claim_holder(key) or "another process" if status == "busy" else None
+            holder = (store.claim_holder(key) or "another process") if status == "busy" else None
             detail = (f"being computed by {holder}; run the study again once it ends" if status == "busy"
                       else "stored meanwhile by another process")
         else:

@@ -42,7 +42,7 @@ import pandas as pd
 import psutil
 
 from cutbench import CutbenchError
-from cutbench.atomic import write_atomically
+from cutbench.atomic import probe_writable, write_atomically
 from cutbench.canonical import canonical_json, json_default
 from cutbench.metrics import METRICS
 from cutbench.records import SCHEMA, cell_key, record_problem
@@ -121,11 +121,9 @@ class ResultStore:
         self._verified: dict | None = None
         self._verified_changed = False
         try:
-            for folder in ("records", "labels", "claims"):
+            for folder in ("labels", "claims"):
                 (self.root / folder).mkdir(parents=True, exist_ok=True)
-            # A probe of its own: several workers open one store at once.
-            with tempfile.TemporaryFile(dir=self.root / "records", prefix=".write-probe-"):
-                pass
+            probe_writable(self.root / "records")  # a probe of its own: several workers open one store at once
         except OSError as exc:
             raise CutbenchError(f"cannot write results to {self.root}: {exc.strerror}. "
                                 "Choose another output folder with --out.") from exc

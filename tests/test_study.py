@@ -211,7 +211,7 @@ def test_time_limit_is_not_part_of_the_key():
     a = expand_study({**base, "timing": {"time_limit": 10}}).cells[0]
     b = expand_study({**base, "timing": {"time_limit": 99}}).cells[0]
     c = expand_study({**base, "timing": {"repeats": 3}}).cells[0]
-    key = lambda cell: cell_key(cell_config(cell, "fp", "cpu"))  # noqa: E731
+    key = lambda cell: cell_key(cell_config(cell, "fp", "cpu"))
     assert key(a) == key(b) != key(c)
 
 
