@@ -38,16 +38,16 @@ from cutbench import CutbenchError
 from cutbench._validation import resolve_device, seed_generators
 from cutbench.canonical import canonical_json
 from cutbench.graph import AFFINITY_PRESETS, Affinity, PreparedAffinity, points_on_device
+from cutbench.learned import LearnedAffinity
 from cutbench.senet import SELF_EXPRESSIVE_KIND, SENET_PRESETS, SelfExpressiveAffinity
 from cutbench.siamese import SIAMESE_KIND, SiameseAffinity
 
 HEAT_KERNEL = "heat_kernel"
 """Kind of a heat-kernel affinity on the features (an :class:`~cutbench.graph.Affinity`)."""
 
-LEARNED_AFFINITIES = {SIAMESE_KIND: SiameseAffinity, SELF_EXPRESSIVE_KIND: SelfExpressiveAffinity}
-"""Learned affinity specifications by kind. Each has ``to_dict``/``from_dict``, ``training_params()``,
-``fit(X, device=, random_state=)`` (the trained networks) and ``prepare(fitted, points)`` (an object with
-``batch(index)``, ``graph()``, ``points`` and ``kernel``, the heat kernel or None)."""
+LEARNED_AFFINITIES: dict[str, type[LearnedAffinity]] = {SIAMESE_KIND: SiameseAffinity,
+                                                         SELF_EXPRESSIVE_KIND: SelfExpressiveAffinity}
+"""Learned affinity specifications by kind, each a :class:`~cutbench.learned.LearnedAffinity`."""
 
 LEARNED_PRESETS = {SIAMESE_KIND: SiameseAffinity(), **SENET_PRESETS}
 """Learned affinities by name: ``"siamese"``, ``"senet"`` (the reference SENet) and ``"senet_cpu"``."""

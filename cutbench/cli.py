@@ -255,13 +255,15 @@ def cmd_paper_list(args) -> int:
 
 def cmd_paper_run(args) -> int:
     from cutbench.paper import check_scale, get_target, list_targets, write_manifest
-    from cutbench.reports.paper import render_paper_target
+    from cutbench.reports.paper import check_figure, render_paper_target
     from cutbench.store import ResultStore
     from cutbench.study import apply_override, expand_study, select_cells
 
     check_scale(args.scale)
     names = list(list_targets()) if args.targets == ["all"] else args.targets
-    targets = [get_target(name) for name in names]  # every name checked before anything runs
+    targets = [get_target(name) for name in names]  # every name (or target file) checked before anything runs
+    for target in targets:
+        check_figure(target)
     _downloads(args)
     several = len(targets) > 1
     root = Path(args.out) if args.out else Path("results") / "paper"
@@ -326,14 +328,34 @@ def cmd_paper_reference(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from cutbench.datasets import list_datasets
+    from cutbench.datasets import PRESETS, list_datasets
     from cutbench.methods.registry import list_methods
+    from cutbench.metrics import METRICS
+    from cutbench.plugins import installed_plugins
     from cutbench.study import builtin_studies
 
-    print("methods:  " + ", ".join(list_methods()))
-    print("datasets: " + ", ".join(list_datasets()))
+    print("methods:  " + ", ".join(list_methods()) + "  (built in)")
+    print("datasets: " + ", ".join(list_datasets()) + "  (built in)")
+    print("metrics:  " + ", ".join(METRICS) + "  (built in)")
+    print("features: " + ", ".join(PRESETS) + "  (built-in presets)")
     print("studies:  " + ", ".join(sorted(builtin_studies())))
+    builtin = {"method": set(list_methods()), "dataset": set(list_datasets()), "metric": set(METRICS),
+               "feature step": set(PRESETS)}
+    found = installed_plugins(builtin)
+    print("plugins of installed packages (entry points): " + ("none" if not found else ""))
+    for line in found:
+        print("  " + line)
+    print("any other: name it in a study as package.module:Object or path/to/file.py:Object "
+          "(`cutbench check NAME` checks it)")
     return 0
+
+
+def cmd_check(args) -> int:
+    from cutbench.check import check, report
+
+    kind, outcomes = check(args.name, args.kind)
+    print(report(args.name, kind, outcomes))
+    return 1 if any(outcome.passed is False for outcome in outcomes) else 0
 
 
 def cmd_info(args) -> int:
@@ -427,7 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
     paper_sub = paper.add_subparsers(dest="paper_command", required=True)
     paper_sub.add_parser("list", help="the paper targets").set_defaults(func=cmd_paper_list)
     paper_run = paper_sub.add_parser("run", help="run paper targets (a study each) and render them")
-    paper_run.add_argument("targets", nargs="+", metavar="TARGET", help="target names (see `cutbench paper list`), or all")
+    paper_run.add_argument("targets", nargs="+", metavar="TARGET",
+                           help="target names (see `cutbench paper list`), all, or a target file path/to/target.yaml "
+                                "(its published CSV beside it)")
     paper_run.add_argument("--scale", default="ci", help="ci (default: a stated reduction, minutes on a 2-core CPU) "
                                                          "or paper (the paper's protocol)")
     paper_run.add_argument("--out", help="the folder of one target (default: results/paper/<target>-<scale>); for "
@@ -462,7 +486,13 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="the reference file (the packaged one: benchmarks/paper/ci_reference.json)")
     paper_reference.set_defaults(func=cmd_paper_reference)
 
-    sub.add_parser("list", help="list methods, datasets and built-in studies").set_defaults(func=cmd_list)
+    sub.add_parser("list", help="list methods, datasets, metrics, studies and installed plugins, with their origin"
+                   ).set_defaults(func=cmd_list)
+    check = sub.add_parser("check", help="check a method, dataset or metric (a plugin's contract), e.g. "
+                                         "cutbench check examples/spectral_lobpcg.py:SpectralLOBPCG")
+    check.add_argument("name", help="a built-in name, an entry point, package.module:Object or path/to/file.py:Object")
+    check.add_argument("--kind", choices=("method", "dataset", "metric"), help="what NAME is (default: guessed)")
+    check.set_defaults(func=cmd_check)
     sub.add_parser("info", help="print this machine's provenance record").set_defaults(func=cmd_info)
     return parser
 

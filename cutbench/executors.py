@@ -22,8 +22,8 @@ import time
 from functools import cached_property
 
 from cutbench import CutbenchError
+from cutbench.identity import cell_key
 from cutbench.runner import _DATASETS, InlineExecutor, _write_lost, execute_cell, identify_cell
-from cutbench.store import cell_key
 from cutbench.threads import ThreadChoice, choose_threads
 
 _ORPHAN_POLL_SECONDS = 0.1

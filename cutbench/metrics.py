@@ -7,8 +7,9 @@ simply absent from the labels and play no role.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -172,39 +173,182 @@ def rcut_value(W, labels) -> float:
     return float((cut / size).sum())
 
 
+INPUTS = ("labels", "graph", "embedding")
+"""What a metric may need: the true labels (``y_true``), the affinity graph of the scored points (``graph``,
+a scipy sparse matrix) or the method's embedding of them (``embedding``, an (n, c) array). Every metric gets
+the predicted labels (``y_pred``)."""
+
+
 @dataclass(frozen=True)
 class Metric:
-    """An external metric, declared once: the store, the tables and the plots read this declaration.
+    """A metric, declared once: the store, the tables, the plots and ``compare`` read this declaration.
 
     Attributes
     ----------
     name : str
         Its key in records and result columns, e.g. ``"acc"``.
     function : callable
-        ``function(y_true, y_pred, *, nmi_average_method)`` returning a float.
+        ``function(y_pred=..., **inputs, **options)`` returning a float, where ``inputs`` are those of
+        ``needs`` (``y_true``, ``graph``, ``embedding``).
     higher_is_better : bool
         The direction tables use to mark the best value and plots state on their axis.
     label : str
-        Column header, e.g. ``"ACC"``.
+        Column header, e.g. ``"ACC"``; the name when empty.
+    needs : tuple of str
+        Of :data:`INPUTS`. A metric that needs an embedding is null, with the reason, for a method that
+        has none.
+    options : mapping
+        The metric's own options with their values (e.g. NMI's ``average_method``); a study sets them on the
+        metric (``metrics: [{name: nmi, average_method: geometric}]``).
+    choices : mapping
+        For an option that takes one of a few values, those values (checked when the option is set).
     """
 
     name: str
     function: Callable[..., float]
     higher_is_better: bool
-    label: str
+    label: str = ""
+    needs: tuple[str, ...] = ("labels",)
+    options: Mapping[str, Any] = field(default_factory=dict)
+    choices: Mapping[str, tuple] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise CutbenchError(f"a metric's name must be a plain identifier (it names a results column); got "
+                                f"{self.name!r}.")
+        unknown = sorted(set(self.needs) - set(INPUTS))
+        if unknown or not self.needs:
+            raise CutbenchError(f"metric {self.name!r} needs {list(self.needs)!r}; each need is one of "
+                                f"{', '.join(INPUTS)}.")
+        if not callable(self.function):
+            raise CutbenchError(f"metric {self.name!r}: function must be callable; got {type(self.function).__name__}.")
+        if not isinstance(self.higher_is_better, bool):
+            raise CutbenchError(f"metric {self.name!r}: higher_is_better must be True or False.")
+        object.__setattr__(self, "label", self.label or self.name)
+        object.__setattr__(self, "options", dict(self.options))
+
+    def with_options(self, **options) -> Metric:
+        """This metric with some of its options set; an unknown option is an error naming the accepted ones."""
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            accepted = ", ".join(f"{k} (default {v!r})" for k, v in self.options.items()) or "none"
+            raise CutbenchError(f"metric {self.name!r} has no option(s) {', '.join(unknown)}; accepted: {accepted}.")
+        for key, value in options.items():
+            if key in self.choices and value not in self.choices[key]:
+                raise CutbenchError(f"metric {self.name!r}: option {key} must be one of "
+                                    f"{', '.join(map(repr, self.choices[key]))}; got {value!r}.")
+        return replace(self, options={**self.options, **options})
+
+    def __call__(self, y_pred, *, y_true=None, graph=None, embedding=None) -> float:
+        """The metric's value for the inputs it needs (the others are ignored)."""
+        given = {"labels": ("y_true", y_true), "graph": ("graph", graph), "embedding": ("embedding", embedding)}
+        inputs = dict(given[need] for need in self.needs)
+        return self.function(y_pred=y_pred, **inputs, **self.options)
+
+
+def _nmi(y_true, y_pred, *, average_method):
+    return nmi(y_true, y_pred, average_method=average_method)
+
+
+def _ncut(y_pred, graph):
+    return ncut_value(graph, y_pred)
+
+
+def _rcut(y_pred, graph):
+    return rcut_value(graph, y_pred)
 
 
 METRICS: dict[str, Metric] = {metric.name: metric for metric in (
-    Metric("acc", lambda y_true, y_pred, **_: accuracy(y_true, y_pred), True, "ACC"),
-    Metric("nmi", lambda y_true, y_pred, *, nmi_average_method: nmi(y_true, y_pred, average_method=nmi_average_method),
-           True, "NMI"),
-    Metric("ari", lambda y_true, y_pred, **_: ari(y_true, y_pred), True, "ARI"),
-    Metric("nca", lambda y_true, y_pred, **_: normalized_clustering_accuracy(y_true, y_pred), True, "NCA"),
+    Metric("acc", accuracy, True, "ACC"),
+    Metric("nmi", _nmi, True, "NMI", options={"average_method": "arithmetic"},
+           choices={"average_method": NMI_AVERAGE_METHODS}),
+    Metric("ari", ari, True, "ARI"),
+    Metric("nca", normalized_clustering_accuracy, True, "NCA"),
+    Metric("ncut_value", _ncut, False, "Ncut", needs=("graph",)),
+    Metric("rcut_value", _rcut, False, "Rcut", needs=("graph",)),
 )}
-"""Every metric a result records, by name; adding a metric is one entry here."""
+"""The built-in metrics, by name: every cell records all of them unless its study names others; adding a
+metric is one entry here (or a plugin, see :func:`get_metric`)."""
 
 
-def evaluate(y_true, y_pred, *, nmi_average_method: str = "arithmetic") -> dict:
-    """Every metric of :data:`METRICS` at once, e.g. ``{"acc", "nmi", "ari", "nca"}``, as Python floats."""
-    return {name: float(metric.function(y_true, y_pred, nmi_average_method=nmi_average_method))
-            for name, metric in METRICS.items()}
+def get_metric(name) -> Metric:
+    """The built-in metric ``name``, or the metric plugin it names (``package.module:object``,
+    ``path/to/file.py:object`` or an entry point of group ``cutbench.metrics``), a :class:`Metric`."""
+    if name in METRICS:
+        return METRICS[name]
+    from cutbench.plugins import entry_points, is_target, load
+
+    if not (is_target(name) or name in entry_points("metric")):
+        raise CutbenchError(f"unknown metric {name!r}; built in: {', '.join(METRICS)}; or name a plugin as "
+                            "package.module:object or path/to/file.py:object (a cutbench.metrics.Metric).")
+    plugin = load("metric", name)
+    if not isinstance(plugin.obj, Metric):
+        raise CutbenchError(f"metric plugin {name!r} is a {type(plugin.obj).__name__}, not a cutbench.metrics.Metric; "
+                            "wrap it: Metric('my_metric', function, higher_is_better=True, needs=('labels',)).")
+    if plugin.obj.name in METRICS:
+        raise CutbenchError(f"metric plugin {name!r} is named {plugin.obj.name!r}, like a built-in metric; its values "
+                            "would be mistaken for the built-in's: give it another name.")
+    return plugin.obj
+
+
+_RECORDED: dict[str, tuple[bool, str]] = {}  # plugin metric -> (higher_is_better, label), from stored records
+
+
+def note_recorded_metrics(entries) -> None:
+    """Remember the direction and label of the plugin metrics a stored configuration names (its ``metrics``
+    entries carry them), so reports can rank and label their columns."""
+    for entry in entries or ():
+        if "higher_is_better" in entry:
+            _RECORDED[entry["name"]] = (bool(entry["higher_is_better"]), entry.get("label") or entry["name"])
+
+
+def metric_direction(name: str) -> bool | None:
+    """True when a higher value of metric ``name`` is better, False when lower, None for an unknown name."""
+    if name in METRICS:
+        return METRICS[name].higher_is_better
+    return _RECORDED[name][0] if name in _RECORDED else None
+
+
+def metric_label(name: str) -> str | None:
+    """The column header of metric ``name`` (None for an unknown name)."""
+    if name in METRICS:
+        return METRICS[name].label
+    return _RECORDED[name][1] if name in _RECORDED else None
+
+
+def is_metric(name: str) -> bool:
+    return metric_direction(name) is not None
+
+
+def metric_plugin(name):
+    """The :class:`~cutbench.plugins.Plugin` of a metric plugin, None for a built-in."""
+    if name in METRICS:
+        return None
+    from cutbench.plugins import load
+
+    get_metric(name)
+    return load("metric", name)
+
+
+def evaluate(metrics, y_pred, **inputs) -> tuple[dict[str, float | None], dict[str, str]]:
+    """Every metric of ``metrics`` on the labelling ``y_pred`` and the ``inputs`` (``y_true``, ``graph``,
+    ``embedding``), as Python floats, and a reason for each one that could not be computed (None).
+
+    A value that is not a real number is an error naming the metric: a plugin must return floats.
+    """
+    values, notes = {}, {}
+    for metric in metrics:
+        missing = [need for need in metric.needs if inputs.get(_INPUT_ARGUMENT[need]) is None]
+        if missing:
+            values[metric.name] = None
+            notes[metric.name] = f"needs {' and '.join(missing)}, which this cell does not have"
+            continue
+        value = metric(y_pred, **inputs)
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise CutbenchError(f"metric {metric.name!r} returned {value!r} ({type(value).__name__}), not a number; "
+                                "a metric's function must return a float.")
+        values[metric.name] = float(value)
+    return values, notes
+
+
+_INPUT_ARGUMENT = {"labels": "y_true", "graph": "graph", "embedding": "embedding"}

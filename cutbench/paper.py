@@ -49,8 +49,9 @@ from pathlib import Path
 import pandas as pd
 
 from cutbench import CutbenchError
-from cutbench.runner import cell_config
-from cutbench.store import cell_key
+from cutbench.identity import cell_config, experiment_key
+from cutbench.paper_claims import CLAIM_CHECKS
+from cutbench.params import Options, validate_params
 from cutbench.study import Study, apply_override, config_fields, expand_study, read_yaml, strip_lines
 
 SCALES = ("ci", "paper")
@@ -63,10 +64,8 @@ HOLDS_IN = ("all", "almost all", "most")
 _TARGET_KEYS = {"name", "title", "source", "published", "match", "not_run", "out_of_scope", "orderings", "figure",
                 "claims", "study", "ci", "paper_scale", "notes", "__lines__"}
 _ORDERING_KEYS = {"claim", "better", "than", "quantity", "by", "holds_in"}
+_ORDERING_CONSTRAINTS = {"holds_in": [Options(*HOLDS_IN)]}  # the estimators' constraint language
 _PUBLISHED_KEYS = {"file", "where", "key", "quantities", "time"}
-FIGURE_KINDS = ("bars", "sweep", "predictions", "gamma_sensitivity", "gamma_search", "curves", "network_size",
-                "none")
-CLAIM_CHECKS = ("mean", "best_setting", "stable_range", "orth_floor", "gamma_threshold", "iterations_to_floor")
 
 
 @dataclass(frozen=True)
@@ -144,14 +143,24 @@ class Target:
     def published(self) -> pd.DataFrame:
         """The published rows this target compares with (strings as printed, blanks as '')."""
         if self.claims:
-            frame = read_published("neuncut_figures.csv")
+            frame = read_published(self.published_file or "neuncut_figures.csv", self.folder)
             wanted = {(c.figure, c.dataset, c.quantity) for c in self.claims}
             keep = [(str(r.figure), r.dataset, r.quantity) in wanted for r in frame.itertuples()]
             return frame[keep].reset_index(drop=True)
-        frame = read_published(self.published_file)
+        frame = read_published(self.published_file, self.folder)
         for column, values in self.where.items():
             frame = frame[frame[column].isin([str(v) for v in _as_list(values)])]
         return frame.reset_index(drop=True)
+
+    @property
+    def folder(self) -> Path | None:
+        """The folder of a user's target file (its published CSV may sit beside it); None for a packaged one."""
+        packaged = Path(str(_package_files("targets")))
+        return None if self.path.parent.resolve() == packaged.resolve() else self.path.parent
+
+    @property
+    def packaged(self) -> bool:
+        return self.folder is None
 
     def study_mapping(self, scale: str) -> dict:
         """The study of ``scale`` as a mapping: the paper's protocol, or it reduced by the ci overrides."""
@@ -224,7 +233,7 @@ def _as_list(value) -> list:
 
 
 def check_scale(scale: str) -> None:
-    if scale not in SCALES:
+    if not Options(*SCALES).accepts(scale):
         raise CutbenchError(f"unknown scale {scale!r}; accepted: {', '.join(SCALES)} (ci: minutes on a 2-core CPU; "
                             "paper: the paper's protocol).")
 
@@ -233,14 +242,21 @@ def _package_files(folder: str):
     return resources.files("cutbench.paper_targets").joinpath(folder)
 
 
-def read_published(file: str) -> pd.DataFrame:
-    """A packaged table of published numbers, every cell a string (blank where the paper has none)."""
-    source = _package_files("published").joinpath(file)
+def read_published(file: str, folder: Path | None = None) -> pd.DataFrame:
+    """A table of published numbers, every cell a string (blank where the paper has none): the file beside a
+    target of ``folder`` (a user's target), else the packaged one."""
+    beside = Path(folder) / file if folder is not None else None
+    source = beside if beside is not None and beside.is_file() else _package_files("published").joinpath(file)
     if not source.is_file():
         known = sorted(p.name for p in _package_files("published").iterdir() if p.name.endswith(".csv"))
-        raise CutbenchError(f"no published table {file!r}; packaged: {', '.join(known)}.")
+        looked = f"no file {beside}, and " if beside is not None else ""
+        raise CutbenchError(f"no published table {file!r}: {looked}none packaged of that name (packaged: "
+                            f"{', '.join(known)}); put the CSV beside the target file.")
     with source.open() as fh:
-        return pd.read_csv(fh, dtype=str, keep_default_na=False)
+        try:
+            return pd.read_csv(fh, dtype=str, keep_default_na=False)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise CutbenchError(f"published table {source} is not a readable CSV ({exc}).") from None
 
 
 def list_targets() -> dict[str, Path]:
@@ -251,7 +267,13 @@ def list_targets() -> dict[str, Path]:
 
 
 def get_target(name: str) -> Target:
-    """A target by name; an unknown name lists the known ones."""
+    """A packaged target by name, or a target file by its path (``path/to/target.yaml``, its published CSV
+    beside it); an unknown name lists the known ones."""
+    if str(name).endswith((".yaml", ".yml")) or Path(name).is_file():
+        if not Path(name).is_file():
+            raise CutbenchError(f"no target file {name}; give the path of a target YAML (its published CSV beside "
+                                "it) or a packaged target's name (`cutbench paper list`).")
+        return load_target(Path(name).resolve())
     known = list_targets()
     if name not in known:
         raise CutbenchError(f"unknown paper target {name!r}; known targets: {', '.join(known)} "
@@ -281,14 +303,12 @@ def load_target(path: Path) -> Target:
     claims = tuple(Claim(**{**claim, "figure": str(claim["figure"])}) for claim in raw.get("claims") or [])
     for claim in claims:
         if claim.check not in CLAIM_CHECKS:
-            raise CutbenchError(f"{where}: claim check {claim.check!r} is unknown; accepted: {', '.join(CLAIM_CHECKS)}.")
+            raise CutbenchError(f"{where}: claim check {claim.check!r} is unknown; accepted: {', '.join(CLAIM_CHECKS)} "
+                                "(cutbench.paper_claims.CLAIM_CHECKS).")
     if bool(claims) == bool(published):
         raise CutbenchError(f"{where}: a target compares with either published table rows or claims, not both "
                             "and not neither.")
-    figure = raw.get("figure") or {"kind": "none"}
-    if figure.get("kind") not in FIGURE_KINDS:
-        raise CutbenchError(f"{where}: figure kind {figure.get('kind')!r} is unknown; accepted: "
-                            f"{', '.join(FIGURE_KINDS)}.")
+    figure = raw.get("figure") or {"kind": "none"}  # its kind is the renderer's to check (reports.paper.FIGURES)
     ci = raw["ci"]
     if not isinstance(ci, dict) or not ci.get("why"):
         raise CutbenchError(f"{where}: ci needs 'why' (the reduction in words) and 'set' (the overrides).")
@@ -332,8 +352,10 @@ def _orderings(raw: list, where: str) -> tuple:
             raise CutbenchError(f"{where}: an ordering takes {', '.join(sorted(_ORDERING_KEYS))}"
                                 + (f"; unknown: {', '.join(unknown)}" if unknown else "")
                                 + (f"; missing: {', '.join(missing)}" if missing else "") + ".")
-        if entry.get("holds_in", "all") not in HOLDS_IN:
-            raise CutbenchError(f"{where}: holds_in {entry['holds_in']!r} is unknown; accepted: {', '.join(HOLDS_IN)}.")
+        try:
+            validate_params("an ordering", _ORDERING_CONSTRAINTS, {k: v for k, v in entry.items() if k != "than"})
+        except CutbenchError as exc:
+            raise CutbenchError(f"{where}: {exc}") from None
         orderings.append(Ordering(str(entry["claim"]), str(entry["better"]), tuple(map(str, _as_list(entry["than"]))),
                                   str(entry["quantity"]), str(entry.get("by", "method")),
                                   str(entry.get("holds_in", "all"))))
@@ -361,29 +383,15 @@ def record_fields(record: dict) -> dict:
     return config_fields(record["config"])
 
 
-def experiment_key(config: dict) -> str:
-    """What a cell computes, whichever target or part runs it: its configuration without the part's name, the
-    device ``auto`` resolves to and the cutbench version (Table 2's setting IV Ncut and Table 8's Ncut are one
-    experiment)."""
-    return _signature({k: v for k, v in config.items() if k != "part"})
-
-
-def _signature(config: dict) -> str:
-    """A configuration's identity apart from where and by which version it ran (the device ``auto`` resolves
-    to on the machine, the cutbench version) and the data's fingerprint."""
-    kept = {k: v for k, v in config.items() if k not in ("device", "cutbench_version")}
-    return cell_key(kept)
-
-
 def folder_records(folder: Path, store) -> tuple[Target, str, Study, list[dict], int]:
     """The target, scale and study (with the run's overrides) of a paper run's folder, the latest stored records
     of its cells, and how many stored records were left out because the target's study, as defined now, has
     no such cell (records of an earlier definition of the target)."""
     target, scale = folder_target(folder)
     study = target.study(scale, read_manifest(folder).get("overrides", ()))
-    wanted = {_signature(cell_config(cell, None, cell.device)) for cell in study.cells}
+    wanted = {experiment_key(cell_config(cell, None, cell.device), keep_part=True) for cell in study.cells}
     stored = list(store.latest_by_configuration().values())
-    current = [r for r in stored if _signature(r["config"]) in wanted]
+    current = [r for r in stored if experiment_key(r["config"], keep_part=True) in wanted]
     return target, scale, study, current, len(stored) - len(current)
 
 
@@ -397,7 +405,8 @@ def write_manifest(folder: Path, target: Target, scale: str, overrides: tuple = 
                             f"{target.name!r} at {scale!r}; give another --out.")
     folder.mkdir(parents=True, exist_ok=True)
     used = list(dict.fromkeys([*(existing or {}).get("overrides", []), *overrides]))
-    manifest = {"target": target.name, "scale": scale, **({"overrides": used} if used else {})}
+    manifest = {"target": target.name, "scale": scale, **({"overrides": used} if used else {}),
+                **({} if target.packaged else {"path": str(target.path)})}  # a user's target: found again by path
     if manifest != existing:
         (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
 
@@ -411,7 +420,8 @@ def read_manifest(folder: Path) -> dict | None:
         check_scale(manifest["scale"])
         overrides = [str(o) for o in manifest.get("overrides", [])]
         return {"target": str(manifest["target"]), "scale": manifest["scale"],
-                **({"overrides": overrides} if overrides else {})}
+                **({"overrides": overrides} if overrides else {}),
+                **({"path": str(manifest["path"])} if manifest.get("path") else {})}
     except (ValueError, KeyError, TypeError, AttributeError, CutbenchError) as exc:
         raise CutbenchError(f"{path} is damaged ({exc}); it should read "
                             '{"target": "<name>", "scale": "ci" or "paper"}.') from None
@@ -429,9 +439,9 @@ def folder_target(folder: Path, *, target: str | None = None, scale: str | None 
     if scale is not None and manifest["scale"] != scale:
         raise CutbenchError(f"{folder} holds target {manifest['target']!r} at scale {manifest['scale']!r}, not "
                             f"{scale!r}.")
-    return get_target(manifest["target"]), manifest["scale"]
+    return get_target(manifest.get("path") or manifest["target"]), manifest["scale"]
 
 
-__all__ = ["CI_REFERENCE", "CLAIM_CHECKS", "FIGURE_KINDS", "HOLDS_IN", "MANIFEST", "SCALES", "Claim", "Match",
-           "Ordering", "Target", "check_scale", "experiment_key", "folder_records", "folder_target", "get_target", "list_targets",
+__all__ = ["CI_REFERENCE", "HOLDS_IN", "MANIFEST", "SCALES", "Claim", "Match",
+           "Ordering", "Target", "check_scale", "folder_records", "folder_target", "get_target", "list_targets",
            "load_target", "read_ci_reference", "read_manifest", "read_published", "record_fields", "write_manifest"]

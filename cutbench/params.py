@@ -132,6 +132,16 @@ class Options(Constraint):
         return "one of " + ", ".join(map(repr, self.values))
 
 
+class Text(Constraint):
+    """Any string."""
+
+    def accepts(self, value) -> bool:
+        return isinstance(value, str)
+
+    def describe(self) -> str:
+        return "a string"
+
+
 class Boolean(Constraint):
     """``True`` or ``False`` (numpy booleans included; not 0/1)."""
 
@@ -300,5 +310,5 @@ def canonical_params(owner: str, constraints: Mapping[str, list], params: Mappin
     return out
 
 
-__all__ = ["Boolean", "Constraint", "Device", "Interval", "NoneValue", "Options", "RandomState", "Satisfies",
+__all__ = ["Boolean", "Constraint", "Device", "Interval", "NoneValue", "Options", "RandomState", "Satisfies", "Text",
            "Widths", "canonical_params", "validate_params"]

@@ -10,7 +10,6 @@ from the configuration. The labels file's hash is the store's to check (it owns 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from importlib.resources import files
@@ -18,23 +17,12 @@ from importlib.resources import files
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from cutbench.canonical import canonical_json
+from cutbench.identity import cell_key, fingerprinted_key
 
 SCHEMA: dict = json.loads(files("cutbench").joinpath("record.schema.json").read_text())
 """The record schema (JSON Schema, draft 2020-12)."""
 
 _VALIDATOR = Draft202012Validator(SCHEMA)
-
-
-def cell_key(config: dict) -> str:
-    """Content hash of the configuration and seed of a cell (the data's fingerprint excluded)."""
-    dataset = {name: value for name, value in config.get("dataset", {}).items() if name != "fingerprint"}
-    return hashlib.sha256(canonical_json({**config, "dataset": dataset}).encode()).hexdigest()[:20]
-
-
-def _fingerprinted_key(config: dict) -> str:
-    """The key of versions before 0.1's store rework, which hashed the data's fingerprint too."""
-    return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:20]
 
 
 def record_problem(record, file_key: str) -> str | None:
@@ -51,6 +39,12 @@ def record_problem(record, file_key: str) -> str | None:
             field = error.message.split("'")[1]
             return f"incomplete record: missing {where + '.' if where else ''}{field}"
         return f"does not match the record schema: {where or 'the record'}: {error.message}"
+    if record["status"] == "ok":
+        named = record["config"].get("metrics")
+        wanted = [metric["name"] for metric in named] if named else ["acc", "nmi"]
+        missing = [name for name in wanted if name not in record["metrics"]]
+        if missing:
+            return f"incomplete record: missing metrics.{missing[0]}"
     notes = record.get("metric_notes") or {}
     for name, value in (record.get("metrics") or {}).items():
         if value is None and name not in notes:
@@ -59,7 +53,7 @@ def record_problem(record, file_key: str) -> str | None:
             return f"metric {name!r} is {value}, not a finite number (store null with a reason instead)"
     if record["key"] != file_key:
         return f"holds key {record['key']!r}, not its file name's"
-    if file_key not in (cell_key(record["config"]), _fingerprinted_key(record["config"])):
+    if file_key not in (cell_key(record["config"]), fingerprinted_key(record["config"])):
         return (f"its config does not give its key {file_key!r} (the config was edited after the run, so the "
                 "record no longer describes its result)")
     return None
@@ -72,4 +66,4 @@ def finite_metrics(metrics: dict[str, float]) -> tuple[dict[str, float | None], 
     return {name: (None if name in notes else value) for name, value in metrics.items()}, notes
 
 
-__all__ = ["SCHEMA", "cell_key", "finite_metrics", "record_problem"]
+__all__ = ["SCHEMA", "finite_metrics", "record_problem"]

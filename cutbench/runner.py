@@ -22,18 +22,19 @@ import numpy as np
 import torch
 from sklearn.base import clone
 
-from cutbench import CutbenchError, CutbenchWarning, DataUnavailableError, __version__
+from cutbench import CutbenchError, CutbenchWarning, DataUnavailableError
 from cutbench._validation import resolve_device
 from cutbench.affinity import HEAT_KERNEL, AffinityCache, affinity_kind, canonical_affinity, prepare_affinity
-from cutbench.datasets import compact_features, compute_features, load_dataset, resolve_features
+from cutbench.datasets import compute_features, load_dataset, resolve_features
 from cutbench.graph import APPROXIMATE_BACKENDS, knn_recall
+from cutbench.identity import cell_config, cell_key, cell_plugins
 from cutbench.methods.base import as_numpy_labels
 from cutbench.methods.registry import make_method
-from cutbench.metrics import evaluate, ncut_value, rcut_value
+from cutbench.metrics import METRICS, Metric, evaluate, get_metric
 from cutbench.progress import progress_bar
 from cutbench.provenance import provenance
 from cutbench.records import finite_metrics
-from cutbench.store import STATUSES, ResultStore, cell_key
+from cutbench.store import STATUSES, ResultStore
 from cutbench.study import Cell, Study
 from cutbench.threads import ThreadChoice, choose_threads, cores, limited_threads, load_average
 from cutbench.timing import StageTimer
@@ -50,22 +51,6 @@ class DatasetCache:
         if key not in self._loaded:
             self._loaded[key] = load_dataset(name, **params)
         return self._loaded[key]
-
-
-def cell_config(cell: Cell, fingerprint: str, device: str) -> dict:
-    """Everything that determines a cell's result; its hash is the cell's key."""
-    return {
-        "dataset": {"name": cell.dataset, "params": cell.dataset_params, "fingerprint": fingerprint},
-        "features": compact_features(cell.features),
-        "method": {"name": cell.method, "params": cell.method_params},
-        "protocol": cell.protocol,
-        "seed": cell.seed,
-        "device": device,
-        # the time limit decides whether a result exists, not what it is: raising it must find the same cell
-        "timing": {k: v for k, v in cell.timing.items() if k != "time_limit"},
-        "cutbench_version": __version__,
-        **({"part": cell.part} if cell.part is not None else {}),  # absent without parts: older keys stay
-    }
 
 
 def train_indices(n: int, train_size: int | None, seed: int) -> np.ndarray:
@@ -183,7 +168,8 @@ def run_cell(cell: Cell, datasets: DatasetCache, study_name: str) -> tuple[dict,
         record.pop(stage, None)  # partial results of a cell that did not finish are not results
     record["cell_wall_seconds"] = time.perf_counter() - started
     record["load"] = {"start": load_at_start, "end": load_average(), "cores": cores()}
-    record["provenance"] = provenance()
+    plugins = cell_plugins(cell)
+    record["provenance"] = {**provenance(), **({"plugins": plugins} if plugins else {})}
     return record, labels
 
 
@@ -252,25 +238,53 @@ def _run_stages(cell: Cell, dataset, device: torch.device, record: dict) -> np.n
             raise CutbenchError("protocol.evaluate: held_out leaves no point to score: the method trained on all "
                                 f"{len(y)} points; use a train_size below the dataset's size.")
         record["n_scored"] = int(len(scored))
-    metrics = evaluate(y[scored], labels[scored], nmi_average_method=cell.protocol["nmi_average_method"])
-    if cell.protocol.get("cut_values"):
-        metrics.update(_cut_values(method, X[torch.from_numpy(scored).to(device)], labels[scored], device, record))
-    metrics, notes = finite_metrics(metrics)
+    metric_set = cell_metrics(cell)
+    needs = {need for metric in metric_set for need in metric.needs}
+    X_scored = X[torch.from_numpy(scored).to(device)] if len(scored) < len(y) else X
+    graph = (_scoring_graph(method, X_scored, fit_kwargs.get("graph") if len(scored) == len(y) and not learned
+                            else None, device, record) if "graph" in needs else None)
+    embedding = _embedding(fitted, X_scored, caps, len(scored) == len(y)) if "embedding" in needs else None
+    metrics, notes = evaluate(metric_set, labels[scored], y_true=y[scored], graph=graph, embedding=embedding)
+    metrics, not_finite = finite_metrics(metrics)
+    notes.update(not_finite)
     if notes:
         record["metric_notes"] = notes
     record.update(metrics=metrics, timings=timings, history=_history(fitted))
     return labels
 
 
-def _cut_values(method, X_scored: torch.Tensor, labels: np.ndarray, device, record: dict) -> dict:
-    """The Ncut and Rcut values of the labelling of the scored points on the heat-kernel graph of those
-    points (the method's own kernel, or the default kNN kernel for a method without one or with a learned
-    one), built here, outside every timed stage."""
+def cell_metrics(cell: Cell) -> list[Metric]:
+    """The metrics a cell records, with their options: the study's ``metrics`` (every built-in one by
+    default); NMI's average method is the protocol's ``nmi_average_method`` unless the study sets it on NMI."""
+    specs = cell.metrics if cell.metrics is not None else [{"name": name} for name in METRICS]
+    metrics = []
+    for spec in specs:
+        metric = get_metric(spec["name"])
+        options = {key: value for key, value in spec.items() if key != "name"}
+        if metric.name == "nmi":
+            options.setdefault("average_method", cell.protocol["nmi_average_method"])
+        metrics.append(metric.with_options(**options))
+    return metrics
+
+
+def _scoring_graph(method, X_scored: torch.Tensor, method_graph, device, record: dict):
+    """The graph the cut values are measured on, built outside every timed stage: the full graph the method
+    was given when it labelled exactly the scored points, else the heat-kernel graph of the scored points
+    (the method's own kernel, or the default kNN kernel for a method without one or with a learned one)."""
     affinity = getattr(method, "affinity", None)
     spec = affinity if affinity is not None and affinity_kind(affinity) == HEAT_KERNEL else "knn"
-    graph = prepare_affinity(spec, X_scored, device=device).graph()
-    record["cut_graph"] = {"affinity": canonical_affinity(spec), "n": int(X_scored.shape[0])}
-    return {"ncut_value": ncut_value(graph, labels), "rcut_value": rcut_value(graph, labels)}
+    graph = method_graph if method_graph is not None else prepare_affinity(spec, X_scored, device=device).graph()
+    record["cut_graph"] = {"affinity": canonical_affinity(spec), "n": int(X_scored.shape[0]),
+                           "source": "the method's graph" if method_graph is not None else "built for scoring"}
+    return graph
+
+
+def _embedding(fitted, X_scored: torch.Tensor, caps, all_points: bool):
+    """The method's embedding of the scored points, or None when it has none."""
+    if hasattr(fitted, "transform") and caps.out_of_sample:
+        return np.asarray(fitted.transform(X_scored))
+    embedding = getattr(fitted, "embedding_", None)
+    return np.asarray(embedding) if embedding is not None and all_points else None
 
 
 def _knn_report(built: dict, seed: int) -> dict:

@@ -44,6 +44,7 @@ from torch import nn
 from cutbench import CutbenchError
 from cutbench._validation import check_features, resolve_device, seed_generators
 from cutbench.graph import l2_normalize_rows
+from cutbench.learned import LearnedAffinity
 from cutbench.params import Boolean, Interval, NoneValue, Options, Widths, canonical_params
 from cutbench.training import Trainer, seeded_mlp
 
@@ -54,7 +55,7 @@ GRAPHS = ("knn", "symmetric")
 
 
 @dataclass(frozen=True)
-class SelfExpressiveAffinity:
+class SelfExpressiveAffinity(LearnedAffinity):
     """Specification of a self-expressive (SENet) affinity: the networks, their training, the graph.
 
     Parameters

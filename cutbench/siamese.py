@@ -38,6 +38,7 @@ from torch import nn
 from cutbench import CutbenchError
 from cutbench._validation import check_features, resolve_device, seed_generators
 from cutbench.graph import Affinity, PreparedAffinity, knn_search
+from cutbench.learned import LearnedAffinity
 from cutbench.params import Interval, NoneValue, Satisfies, Widths, canonical_params
 from cutbench.training import Trainer, forward_in_chunks, plateau_schedule, seeded_mlp
 
@@ -74,7 +75,7 @@ def contrastive_loss(z_left, z_right, is_positive, *, pos_margin, neg_margin):
 
 
 @dataclass(frozen=True)
-class SiameseAffinity:
+class SiameseAffinity(LearnedAffinity):
     """Specification of a Siamese affinity: the network, its contrastive training and the heat kernel.
 
     Pass it (or its ``to_dict()``, or the name ``"siamese"``) as the ``affinity`` of any method: every

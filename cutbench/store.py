@@ -44,8 +44,9 @@ import psutil
 from cutbench import CutbenchError
 from cutbench.atomic import probe_writable, write_atomically
 from cutbench.canonical import canonical_json, json_default
-from cutbench.metrics import METRICS
-from cutbench.records import SCHEMA, cell_key, record_problem
+from cutbench.identity import cell_key, configuration_key
+from cutbench.metrics import METRICS, note_recorded_metrics
+from cutbench.records import SCHEMA, record_problem
 
 STATUSES = tuple(SCHEMA["properties"]["status"]["enum"])  # ("ok", "failed", "timeout", "skipped")
 STAGES = ("features", "affinity", "fit", "predict", "total")
@@ -60,12 +61,6 @@ asked whether it still runs, or one stopped without removing its claim)."""
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _VERIFIED = ".verified.json"  # labels/.verified.json: the labels files hashed already, by size and mtime
-
-
-def configuration_key(config: dict) -> str:
-    """Content hash of a cell's configuration alone: its key without the seed and the cutbench version,
-    so that the seeds of one configuration, and runs of it by two versions, can be grouped and compared."""
-    return cell_key({name: value for name, value in config.items() if name not in ("seed", "cutbench_version")})
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -190,6 +185,8 @@ class ResultStore:
         reason = record_problem(record, path.stem)
         if reason is None and record["status"] == "ok":
             reason = self._labels_problem(record)
+        if reason is None:
+            note_recorded_metrics(record["config"].get("metrics"))
         return (None, reason) if reason is not None else (record, None)
 
     def _verified_labels(self) -> dict:
@@ -528,7 +525,7 @@ def flatten_record(record: dict) -> dict:
         "fingerprint": config["dataset"].get("fingerprint"),
     }
     metrics = record.get("metrics") or {}
-    for name in METRICS:
+    for name in [*METRICS, *sorted(set(metrics) - set(METRICS))]:  # plugin metrics after the built-ins
         row[name] = metrics.get(name, np.nan)
     timings = record.get("timings") or {}
     for stage in STAGES:

@@ -55,19 +55,31 @@ from cutbench.datasets import (
     canonical_features,
     check_dataset_params,
     compact_features,
+    dataset_plugin,
+    features_plugin,
 )
 from cutbench.graph import Affinity
-from cutbench.methods.registry import get_method
+from cutbench.methods.registry import get_method, method_plugin
+from cutbench.metrics import get_metric
+from cutbench.metrics import NMI_AVERAGE_METHODS
+from cutbench.params import Device, Interval, NoneValue, Options, validate_params
+from cutbench.plugins import absolute_spec, is_target
 
-_PART_KEYS = {"name", "datasets", "features", "affinity", "methods", "protocol", "seeds", "device"}
+_PART_KEYS = {"name", "datasets", "features", "affinity", "methods", "protocol", "seeds", "device", "metrics"}
 _STUDY_KEYS = (_PART_KEYS - {"name"}) | {"name", "description", "timing", "parts"}
 _DATASET_KEYS = {"name", "params", "grid"}
 _METHOD_KEYS = {"name", "params", "grid"}
-_PROTOCOL_KEYS = {"train_size", "nmi_average_method", "evaluate", "cut_values"}
+_PROTOCOL_KEYS = {"train_size", "nmi_average_method", "evaluate"}
 _EVALUATE = ("all", "held_out")
-_TIMING_KEYS = {"warmup", "repeats", "time_limit"}
-_NMI_METHODS = ("arithmetic", "geometric", "min", "max")
-_DEVICES = ("auto", "cpu", "cuda")
+# The study's own values, declared with the constraints the estimators' parameters use (cutbench.params).
+_PROTOCOL_CONSTRAINTS = {"train_size": [NoneValue(), Interval(int, 2)],
+                         "nmi_average_method": [Options(*NMI_AVERAGE_METHODS)],
+                         "evaluate": [Options(*_EVALUATE)]}
+_TIMING_CONSTRAINTS = {"warmup": [Interval(int, 0)], "repeats": [Interval(int, 1)],
+                       "time_limit": [NoneValue(), Interval(float, 0, closed="neither")]}
+_TIMING_KEYS = set(_TIMING_CONSTRAINTS)
+_SEED = Interval(int, 0, 2**32, closed="left")  # numpy's seed range
+_DEVICE = Device()
 _HARNESS_PARAMS = ("n_clusters", "random_state", "device")
 
 
@@ -85,6 +97,12 @@ class Cell:
     device: str
     timing: dict = field(default_factory=lambda: {"warmup": 1, "repeats": 1, "time_limit": None})
     part: str | None = None  # the study part it comes from, if the study has parts
+    metrics: list | None = None  # [{"name": ..., **options}]; None: every built-in metric
+
+    def method_name(self) -> str:
+        """The method's name as results show it (a plugin's own name, not its path)."""
+        plugin = method_plugin(self.method)
+        return self.method if plugin is None else plugin.name
 
     def label(self) -> str:
         parts = [f"{k}={v}" for k, v in self.method_params.items() if k != "affinity"]
@@ -93,22 +111,45 @@ class Cell:
             parts.append(affinity_label(affinity))
         params = ", ".join(parts)
         train = self.protocol.get("train_size")
-        shown = compact_features(self.features)  # parameters at their defaults are left out
+        shown = {**compact_features(self.features), "name": _features_name(self.features["name"])}  # defaults left out
         features = "" if shown == {"name": "raw"} else " · " + ", ".join(
             [shown.pop("name"), *(f"{k}={v}" for k, v in shown.items())])
         part = f"[{self.part}] " if self.part is not None else ""
-        return (f"{part}{self.dataset}{features} · {self.method}{f' ({params})' if params else ''}"
+        dataset = dataset_plugin(self.dataset)
+        return (f"{part}{self.dataset if dataset is None else dataset.name}{features} · {self.method_name()}"
+                f"{f' ({params})' if params else ''}"
                 f"{f' · train={train}' if train else ''} · seed={self.seed} · {self.device}")
 
     def fields(self) -> dict[str, Any]:
         """Flat ``name -> value`` view used to select cells (``--only``)."""
-        return _fields(self.dataset, self.dataset_params, self.features, self.method, self.method_params,
+        features = {**self.features, "name": _features_name(self.features["name"])}
+        dataset = dataset_plugin(self.dataset)
+        return _fields(self.dataset if dataset is None else dataset.name, self.dataset_params, features,
+                       self.method_name(), self.method_params,
                        self.protocol, self.seed, self.device, self.part)
+
+
+def _features_name(name: str) -> str:
+    plugin = features_plugin(name)
+    return name if plugin is None else plugin.name
+
+
+def _plugin_base(source) -> Path | None:
+    """The folder a plugin's relative file path is taken from: the study file's."""
+    return Path(source).parent if source is not None else None
+
+
+def _spec(name, source):
+    """A name as the cells carry it: a plugin file's path made absolute (so every worker finds it)."""
+    return absolute_spec(name, _plugin_base(source)) if is_target(name) else name
 
 
 def config_fields(config: dict) -> dict[str, Any]:
     """The :meth:`Cell.fields` of the cell a stored record's configuration describes."""
-    return _fields(config["dataset"]["name"], config["dataset"]["params"], canonical_features(config["features"]),
+    features = config["features"]
+    features = ({k: v for k, v in features.items() if k != "plugin"} if "plugin" in features
+                else canonical_features(features))
+    return _fields(config["dataset"]["name"], config["dataset"]["params"], features,
                    config["method"]["name"], config["method"]["params"], config["protocol"], config["seed"],
                    config["device"], config.get("part"))
 
@@ -315,6 +356,11 @@ def _entry_address(key: str) -> tuple[str, int | None]:
     return name, int(number)
 
 
+def _object_name(entry_name) -> str | None:
+    """A plugin entry's object name (``file.py:Object`` -> ``Object``): how ``--set`` addresses it."""
+    return entry_name.rpartition(":")[2] if is_target(entry_name) else None
+
+
 def _same_dataset(entry_name, wanted: str) -> bool:
     try:
         return canonical_dataset_name(str(entry_name)) == canonical_dataset_name(wanted)
@@ -328,7 +374,7 @@ def apply_override(raw: dict, override: str) -> list[str]:
     Each value is YAML (so lists and mappings work: ``neuncut.hidden_dims=[64,64]``); several
     comma-separated values make a sweep axis (``neuncut.gamma=80,100``). KEY is
     ``<method>.<param>`` or ``<dataset>.<param>``, applied to every entry of that name, or to the
-    N-th only with ``<name>#N.<param>``; ``affinity.<field>``, ``protocol.<key>``, ``timing.<key>``;
+    N-th only with ``<name>#N.<param>`` (a plugin entry ``file.py:Object`` by ``Object``); ``affinity.<field>``, ``protocol.<key>``, ``timing.<key>``;
     or ``seeds``, ``device``, ``features``, ``affinity``, ``protocol``, ``name`` whole. In a study with parts, a method or dataset key
     reaches the entries of every part, a section key (``seeds``, ``protocol.*``, ...) the top level
     and every part that sets its own, and ``parts.<name>.<key>`` one part only.
@@ -399,6 +445,7 @@ def apply_override(raw: dict, override: str) -> list[str]:
             matching = [(where, entries, i) for where, owner in owners for entries in [owner.get(section) or []]
                         for i, entry in enumerate(entries)
                         if (entry if isinstance(entry, str) else entry.get("name")) == name
+                        or _object_name(entry if isinstance(entry, str) else entry.get("name")) == name
                         or (section == "datasets" and _same_dataset(entry if isinstance(entry, str)
                                                                     else entry.get("name"), name))]
             if number is not None:
@@ -475,6 +522,7 @@ def expand_study(raw: dict, source=None) -> Study:
         cells.extend(cell for cell in part_cells if cell not in cells)
         refused.extend(part_refused)
     refused = list(dict.fromkeys(refused))  # one line per refused combination, whatever the other axes
+    _check_plugin_names(cells, source)
     if not cells:
         why = f" All were refused: {'; '.join(refused)}." if refused else ""
         raise CutbenchError(f"{source or '<study>'}: the study expands to no cells; give at least one dataset, "
@@ -483,24 +531,36 @@ def expand_study(raw: dict, source=None) -> Study:
                  refused=refused)
 
 
+def _check_plugin_names(cells: list[Cell], source) -> None:
+    """Refuse two plugins of one kind that show the same name: their results could not be told apart."""
+    named: dict[tuple[str, str], str] = {}
+    for cell in cells:
+        for kind, spec, plugin in (("method", cell.method, method_plugin(cell.method)),
+                                   ("dataset", cell.dataset, dataset_plugin(cell.dataset))):
+            if plugin is not None and named.setdefault((kind, plugin.name), spec) != spec:
+                raise CutbenchError(f"{source or '<study>'}: {kind} plugins {named[(kind, plugin.name)]!r} and "
+                                    f"{spec!r} are both named {plugin.name!r}; their results could not be told apart: "
+                                    "rename one.")
+
+
 def _expand_scope(raw: dict, part: str | None, timing: dict, source) -> tuple[list[Cell], list[str]]:
     """The cells of the whole study, or of one part (its keys merged over the study's), and the refusals."""
     features_axis = _expand_features(raw.get("features", "raw"), raw, source)
     devices = _as_axis(raw.get("device", "auto"))
     for device in devices:
-        if device not in _DEVICES:
+        if not _DEVICE.accepts(device):  # the estimators' own constraint: the study accepts what they accept
             raise CutbenchError(f"{_where(source, raw, 'device')}: unknown device {device!r}; "
-                                f"accepted: {', '.join(_DEVICES)}.")
+                                f"accepted: {_DEVICE.describe()}.")
 
     protocols = _expand_protocol(raw.get("protocol") or {}, source)
     protocol_line = _where(source, raw.get("protocol") or {}, "train_size")
 
     seeds = raw.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(
-            isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**32 for s in seeds):
+    if not isinstance(seeds, list) or not seeds or not all(_SEED.accepts(s) for s in seeds):
         raise CutbenchError(f"{_where(source, raw, 'seeds')}: seeds must be a non-empty list of integers in "
                             f"[0, 2**32) (numpy's seed range); got {strip_lines(seeds)!r}.")
 
+    metrics = _expand_metrics(raw.get("metrics"), raw, source)
     affinities = _expand_study_affinity(raw, source)
     datasets = _expand_datasets(raw["datasets"], source)
     datasets_line = _where(source, raw, "datasets")
@@ -525,7 +585,7 @@ def _expand_scope(raw: dict, part: str | None, timing: dict, source) -> tuple[li
                 raise CutbenchError(f"{m_where}: {exc}") from None
         cells.append(Cell(dataset=d_name, dataset_params=d_params, features=features, method=m_name,
                           method_params=params, protocol=protocol, seed=seed, device=device, timing=timing,
-                          part=part))
+                          part=part, metrics=metrics))
     return cells, refused
 
 
@@ -584,6 +644,32 @@ def _cell_affinity(given, study_affinity, method: str, source) -> dict:
     return {}
 
 
+def _expand_metrics(value, raw, source) -> list[dict] | None:
+    """The metrics a cell records: None (every built-in one) when the study names none, else a list of
+    ``{"name": ..., **options}`` (a built-in's name or a plugin's spec), each checked now."""
+    if value is None:
+        return None
+    entries = strip_lines(value)
+    if not isinstance(entries, list) or not entries:
+        raise CutbenchError(f"{_where(source, raw, 'metrics')}: metrics must be a non-empty list of names or "
+                            "mappings {name: ..., option: value}; e.g. [acc, {name: nmi, average_method: geometric}, "
+                            "ncut_value].")
+    out = []
+    for entry in entries:
+        entry = {"name": entry} if isinstance(entry, str) else entry
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise CutbenchError(f"{_where(source, raw, 'metrics')}: a metric is a name or a mapping {{name: ..., "
+                                f"option: value}}; got {entry!r}.")
+        entry = {**entry, "name": _spec(entry["name"], source)}
+        try:
+            get_metric(entry["name"]).with_options(**{k: v for k, v in entry.items() if k != "name"})
+        except CutbenchError as exc:
+            raise CutbenchError(f"{_where(source, raw, 'metrics')}: {exc}") from None
+        if entry not in out:
+            out.append(entry)
+    return out
+
+
 def _expand_features(value, raw, source) -> list[dict]:
     """The canonical feature presets of the study: a preset name or mapping, or a list of them (an axis).
 
@@ -592,6 +678,8 @@ def _expand_features(value, raw, source) -> list[dict]:
     out = []
     for entry in _as_axis(strip_lines(value)):
         entry = {"name": entry} if isinstance(entry, str) else entry
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            entry = {**entry, "name": _spec(entry["name"], source)}
         points = _product(entry) if isinstance(entry, dict) else [entry]
         for point in points:
             try:
@@ -602,28 +690,19 @@ def _expand_features(value, raw, source) -> list[dict]:
 
 
 def _expand_protocol(raw_protocol, source) -> list[dict]:
-    """The protocol axis. ``evaluate`` (``all`` points, or only the ``held_out`` ones not trained on) and
-    ``cut_values`` (store the Ncut and Rcut values of the labelling) appear in a cell's configuration
-    only when they differ from their defaults, so the keys of studies that do not use them stay."""
+    """The protocol axis. ``evaluate`` (``all`` points, or only the ``held_out`` ones not trained on) appears in
+    a cell's configuration only when it differs from its default, so the keys of studies that do not use it
+    stay."""
     _check_keys(raw_protocol, _PROTOCOL_KEYS, "protocol", source)
     protocol = {"train_size": None, "nmi_average_method": "arithmetic", **strip_lines(raw_protocol)}
-    for train_size in _as_axis(protocol["train_size"]):
-        if train_size is not None and (isinstance(train_size, bool) or not isinstance(train_size, int) or train_size < 2):
-            raise CutbenchError(f"{_where(source, raw_protocol, 'train_size')}: protocol.train_size must be an "
-                                f"integer >= 2, null (all points) or a list of those; got {train_size!r}.")
-    if protocol["nmi_average_method"] not in _NMI_METHODS:
-        raise CutbenchError(f"{source or '<study>'}: protocol.nmi_average_method must be one of "
-                            f"{', '.join(_NMI_METHODS)}; got {protocol['nmi_average_method']!r}.")
-    if protocol.get("evaluate", "all") not in _EVALUATE:
-        raise CutbenchError(f"{_where(source, raw_protocol, 'evaluate')}: protocol.evaluate must be one of "
-                            f"{', '.join(_EVALUATE)}; got {protocol['evaluate']!r}.")
-    if not isinstance(protocol.get("cut_values", False), bool):
-        raise CutbenchError(f"{_where(source, raw_protocol, 'cut_values')}: protocol.cut_values must be true or "
-                            f"false; got {protocol['cut_values']!r}.")
+    for point in _product(protocol):
+        for key in point:
+            try:
+                validate_params("protocol", _PROTOCOL_CONSTRAINTS, {key: point[key]})
+            except CutbenchError as exc:
+                raise CutbenchError(f"{_where(source, raw_protocol, key)}: {exc}") from None
     if protocol.get("evaluate") == "all":
         del protocol["evaluate"]
-    if protocol.get("cut_values") is False:
-        del protocol["cut_values"]
     if protocol.get("evaluate") == "held_out" and None in _as_axis(protocol["train_size"]):
         raise CutbenchError(f"{_where(source, raw_protocol, 'evaluate')}: protocol.evaluate: held_out needs a "
                             "train_size (points held out of training); null trains on all points.")
@@ -633,13 +712,10 @@ def _expand_protocol(raw_protocol, source) -> list[dict]:
 def _expand_timing(timing, source) -> dict:
     _check_keys(timing, _TIMING_KEYS, "timing", source)
     timing = {"warmup": 1, "repeats": 1, "time_limit": None, **strip_lines(timing)}
-    valid = (isinstance(timing["warmup"], int) and timing["warmup"] >= 0
-             and isinstance(timing["repeats"], int) and timing["repeats"] >= 1
-             and (timing["time_limit"] is None or (isinstance(timing["time_limit"], (int, float))
-                                                    and timing["time_limit"] > 0)))
-    if not valid:
-        raise CutbenchError(f"{source or '<study>'}: timing needs integers warmup >= 0 and repeats >= 1, and "
-                            f"time_limit null or seconds > 0; got {timing}.")
+    try:
+        validate_params("timing", _TIMING_CONSTRAINTS, timing)
+    except CutbenchError as exc:
+        raise CutbenchError(f"{source or '<study>'}: {exc}") from None
     return timing
 
 
@@ -652,7 +728,9 @@ def _expand_datasets(entries, source) -> list[tuple[str, dict]]:
         _check_keys(entry, _DATASET_KEYS, "a dataset entry", source)
         for combo in _grid(entry, source):
             try:
-                name = canonical_dataset_name(entry["name"])  # "fashion-mnist" and "FashionMNIST" are one dataset
+                spec = _spec(entry["name"], source)
+                # "fashion-mnist" and "FashionMNIST" are one dataset; a plugin is carried by its spec
+                name = spec if dataset_plugin(spec) is not None else canonical_dataset_name(spec)
                 params = check_dataset_params(name, combo)  # defaults resolved: equal data, equal key
             except CutbenchError as exc:
                 raise CutbenchError(f"{_where(source, entry, 'name')}: {exc}") from None
@@ -701,7 +779,7 @@ def _expand_methods(entries, source) -> list[tuple[str, dict, tuple[str, ...], s
     for index in range(len(entries)):
         entry = _as_entry(entries, index)
         _check_keys(entry, _METHOD_KEYS, "a method entry", source)
-        name = entry.get("name")
+        name = _spec(entry.get("name"), source)
         try:
             cls = get_method(name)
         except CutbenchError as exc:

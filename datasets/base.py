@@ -19,6 +19,8 @@ import numpy as np
 
 from cutbench import CutbenchError
 from cutbench.canonical import canonical_json
+from cutbench.params import Boolean, Interval, Text
+from cutbench.plugins import Plugin, is_entry_point, is_target, load
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,24 +90,60 @@ def register_dataset(name: str):
         if name in _REGISTRY:
             raise CutbenchError(f"dataset {name!r} is already registered (by {_REGISTRY[name].function.__module__}); "
                                 "choose another name.")
-        defaults = {}
-        for parameter in inspect.signature(function).parameters.values():
-            if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD, parameter.POSITIONAL_ONLY):
-                raise CutbenchError(f"loader for {name!r} has {parameter.kind.description} parameter {parameter.name!r}; "
-                                    "loaders take keyword parameters with defaults only.")
-            if parameter.default is parameter.empty:
-                raise CutbenchError(f"loader for {name!r} has no default for parameter {parameter.name!r}; "
-                                    "every loader parameter needs a default.")
-            defaults[parameter.name] = parameter.default
-        _REGISTRY[name] = _Loader(function, defaults)
+        _REGISTRY[name] = _loader(name, function)
         return function
 
     return decorator
 
 
+def _loader(name: str, function) -> _Loader:
+    """The loader of ``function``, whose parameters must all be keyword-passable with defaults."""
+    if not callable(function):
+        raise CutbenchError(f"dataset {name!r} is a {type(function).__name__}, not a loader function; name a function "
+                            "def load(n=..., random_state=0) -> (X, y).")
+    defaults = {}
+    for parameter in inspect.signature(function).parameters.values():
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD, parameter.POSITIONAL_ONLY):
+            raise CutbenchError(f"loader for {name!r} has {parameter.kind.description} parameter {parameter.name!r}; "
+                                "loaders take keyword parameters with defaults only.")
+        if parameter.default is parameter.empty:
+            raise CutbenchError(f"loader for {name!r} has no default for parameter {parameter.name!r}; "
+                                "every loader parameter needs a default.")
+        defaults[parameter.name] = parameter.default
+    return _Loader(function, defaults)
+
+
+_PLUGINS: dict[str, Plugin] = {}  # display name -> the plugin registered under it in this process
+
+
+def dataset_plugin(name) -> Plugin | None:
+    """The dataset plugin ``name`` names (``module:function``, ``file.py:function`` or an entry point of group
+    ``cutbench.datasets``), registered in this process under its function's name; None for a built-in.
+
+    Raises
+    ------
+    CutbenchError
+        When it cannot be loaded, is not a loader (keyword parameters with defaults), or its name is a
+        built-in's or another plugin's.
+    """
+    if not isinstance(name, str) or (name in _REGISTRY and name not in _PLUGINS) or not (
+            is_target(name) or is_entry_point("dataset", name)):
+        return None
+    plugin = load("dataset", name)
+    registered = _PLUGINS.get(plugin.name)
+    if registered is None and (plugin.name in _REGISTRY or any(_spelling(other) == _spelling(plugin.name)
+                                                              for other in _REGISTRY)):
+        raise CutbenchError(f"dataset plugin {name!r} is named {plugin.name!r}, like a built-in dataset; its "
+                            "results would be mistaken for the built-in's: rename the loader function.")
+    if registered is None or registered.obj is not plugin.obj:  # the last one named wins (a study refuses two)
+        _REGISTRY[plugin.name] = _loader(name, plugin.obj)
+        _PLUGINS[plugin.name] = plugin
+    return plugin
+
+
 def list_datasets() -> list[str]:
-    """Names accepted by :func:`load_dataset`, sorted."""
-    return sorted(_REGISTRY)
+    """The built-in datasets' names, sorted (plugins are named by their spec, see :func:`dataset_plugin`)."""
+    return sorted(set(_REGISTRY) - set(_PLUGINS))
 
 
 def _spelling(name: str) -> str:
@@ -124,17 +162,37 @@ def canonical_dataset_name(name) -> str:
         For a name no dataset is registered under; the message lists the registered names.
     """
     if isinstance(name, str):
+        plugin = dataset_plugin(name)
+        if plugin is not None:
+            return plugin.name
         if name in _REGISTRY:
             return name
         matches = [registered for registered in _REGISTRY if _spelling(registered) == _spelling(name)]
         if len(matches) == 1:
             return matches[0]
     raise CutbenchError(f"unknown dataset {name!r}; available: {', '.join(list_datasets())} (case, '-', '_' and "
-                        "spaces do not matter).")
+                        "spaces do not matter), or a plugin: package.module:function or path/to/file.py:function.")
 
 
 def _get_loader(name) -> _Loader:
     return _REGISTRY[canonical_dataset_name(name)]
+
+
+def declared_constraint(default):
+    """The constraint (:mod:`cutbench.params`, the estimators' own) a loader's or step's parameter is declared
+    by through its default's type; None for a default of another type (any JSON value)."""
+    if isinstance(default, bool):
+        return Boolean()
+    if isinstance(default, int):
+        return _STRICT_INTEGER
+    if isinstance(default, float):
+        return Interval(float)
+    if isinstance(default, str):
+        return Text()
+    return None
+
+
+_STRICT_INTEGER = Interval(int)  # as declared: 10.0 is not an integer here (it is not coerced)
 
 
 def coerce_param(owner: str, key: str, value, default):
@@ -148,25 +206,13 @@ def coerce_param(owner: str, key: str, value, default):
     any JSON-serialisable value.
     """
     where = f"{owner} parameter {key!r}"
-    if isinstance(default, bool):
-        if not isinstance(value, (bool, np.bool_)):
-            raise CutbenchError(f"{where} must be True or False; got {value!r}.")
-        return bool(value)
-    if isinstance(default, int):
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-            raise CutbenchError(f"{where} must be an integer; got {value!r} ({type(value).__name__}). "
-                                f"Pass e.g. {key}=int(value).")
-        return int(value)
-    if isinstance(default, float):
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise CutbenchError(f"{where} must be a real number; got {value!r} ({type(value).__name__}).")
-        if not math.isfinite(value):
-            raise CutbenchError(f"{where} must be finite; got {value!r}.")
-        return float(value)
-    if isinstance(default, str):
-        if not isinstance(value, str):
-            raise CutbenchError(f"{where} must be a string; got {value!r} ({type(value).__name__}).")
-        return value
+    constraint = declared_constraint(default)
+    if constraint is not None:
+        if not constraint.accepts(value):
+            hint = f" Pass e.g. {key}=int(value)." if isinstance(constraint, Interval) and constraint.kind is int else ""
+            raise CutbenchError(f"{where} must be {constraint.describe()}; got {value!r} ({type(value).__name__})."
+                                + hint)
+        return constraint.canonical(value)
     if isinstance(value, np.generic):
         value = value.item()
     try:

@@ -46,6 +46,7 @@ from cutbench.atomic import write_atomically
 from cutbench.canonical import canonical_json
 from cutbench.datasets._files import data_dir
 from cutbench.datasets.base import Dataset, coerce_param
+from cutbench.plugins import Plugin, is_entry_point, is_target, load
 from cutbench.progress import progress_bar
 
 CACHE_FOLDER = "features"
@@ -112,6 +113,36 @@ def register_step(name: str, *, cached: bool = True):
         return function
 
     return decorator
+
+
+_STEP_PLUGINS: dict[str, Plugin] = {}  # step name -> the plugin registered under it in this process
+
+
+def features_plugin(name) -> Plugin | None:
+    """The feature-step plugin ``name`` names (``module:function``, ``file.py:function`` or an entry point of
+    group ``cutbench.features``), registered in this process as a step under its function's name; None for
+    a preset. A study uses it as a one-step pipeline: ``features: {name: path/to/file.py:step, param: value}``.
+
+    Raises
+    ------
+    CutbenchError
+        When it cannot be loaded, its signature is not a step's, or its name is a built-in step's or preset's.
+    """
+    if not isinstance(name, str) or name in PRESETS or not (is_target(name) or is_entry_point("feature step", name)):
+        return None
+    plugin = load("feature step", name)
+    registered = _STEP_PLUGINS.get(plugin.name)
+    if registered is None and (plugin.name in _STEPS or plugin.name in PRESETS):
+        raise CutbenchError(f"feature step plugin {name!r} is named {plugin.name!r}, like a built-in step or preset; "
+                            "rename the function.")
+    if not callable(plugin.obj):
+        raise CutbenchError(f"feature step plugin {name!r} is a {type(plugin.obj).__name__}, not a function "
+                            "def step(X, meta, *, device, param=default, ...) -> array.")
+    if registered is None or registered.obj is not plugin.obj:  # the last one named wins (a study refuses two)
+        _STEPS.pop(plugin.name, None)
+        register_step(plugin.name, cached=getattr(plugin.obj, "cached", True))(plugin.obj)
+        _STEP_PLUGINS[plugin.name] = plugin
+    return plugin
 
 
 def list_steps() -> list[str]:
@@ -198,10 +229,7 @@ def _preset_spec(spec) -> tuple[str, dict]:
         raise CutbenchError(f"features must be a preset name ({', '.join(PRESETS)}) or a mapping "
                             f"{{name: <preset>, <param>: <value>, ...}}; got {spec!r}.")
     name = spec["name"]
-    if name not in PRESETS:
-        raise CutbenchError(f"unknown features {name!r}; accepted: {', '.join(PRESETS)} "
-                            "(e.g. {name: scatnet, l2_normalize: true}).")
-    defaults = {**PRESETS[name], "l2_normalize": False}
+    defaults = _preset_defaults(name)
     unknown = sorted(set(spec) - set(defaults) - {"name"})
     if unknown:
         accepted = ", ".join(f"{key}={value!r}" for key, value in defaults.items())
@@ -218,6 +246,18 @@ def _preset_spec(spec) -> tuple[str, dict]:
         else:
             params[key] = coerce_param(f"features {name!r}", key, value, default)
     return name, params
+
+
+def _preset_defaults(name: str) -> dict:
+    """A preset's parameters with their defaults; a feature-step plugin is a one-step preset."""
+    plugin = features_plugin(name)
+    if plugin is not None:
+        return {**_STEPS[plugin.name].defaults, "l2_normalize": False}
+    if name not in PRESETS:
+        raise CutbenchError(f"unknown features {name!r}; accepted: {', '.join(PRESETS)} "
+                            "(e.g. {name: scatnet, l2_normalize: true}), or a feature-step plugin "
+                            "(package.module:function or path/to/file.py:function).")
+    return {**PRESETS[name], "l2_normalize": False}
 
 
 def canonical_features(spec) -> dict:
@@ -242,7 +282,7 @@ def compact_features(spec) -> dict:
     therefore never change meaning; add a parameter instead.
     """
     name, params = _preset_spec(spec)
-    defaults = {**PRESETS[name], "l2_normalize": False}
+    defaults = _preset_defaults(name)
     return {"name": name, **{key: value for key, value in params.items() if value != defaults[key]}}
 
 
@@ -255,7 +295,10 @@ def resolve_features(spec, dataset_name: str) -> list[dict]:
     [{'name': 'pca', 'n_components': 2, 'center': True}, {'name': 'l2_normalize'}]
     """
     name, params = _preset_spec(spec)
-    if name == "raw":
+    plugin = features_plugin(name)
+    if plugin is not None:
+        steps = [{"name": plugin.name, **{k: v for k, v in params.items() if k != "l2_normalize"}}]
+    elif name == "raw":
         steps = ["raw"]
     elif name == "pca":
         steps = [{"name": "pca", "n_components": params["n_components"], "center": params["center"]}]
@@ -375,7 +418,10 @@ def compute_features(dataset: Dataset, steps, *, device="auto", cache=True, rand
     root = _cache_root(cache)
     torch_device = resolve_device(device) if not isinstance(device, torch.device) else device
     fingerprint = dataset.meta["fingerprint"]
-    keys = [cache_key(fingerprint, resolved[:index + 1]) for index in range(len(resolved))]
+    # A plugin step's source hash keys its cache: editing the step recomputes its output.
+    keyed = [{**step, "plugin": _STEP_PLUGINS[step["name"]].identity} if step["name"] in _STEP_PLUGINS else step
+             for step in resolved]
+    keys = [cache_key(fingerprint, keyed[:index + 1]) for index in range(len(resolved))]
     statuses = ["off" if root is None or not _STEPS[step["name"]].cached else "miss" for step in resolved]
 
     # Start after the last step whose output is cached: everything before it is not needed.

@@ -7,7 +7,7 @@ declared once in ``_parameter_constraints`` (see :mod:`cutbench.params`) and val
 methods have ``predict``; transductive ones have none. Methods never time themselves, write files or
 read the result store: the harness does that around them.
 
-A subclass sets ``name``, ``capabilities`` and ``_parameter_constraints`` and implements
+A subclass sets ``name``, ``capabilities``, ``_parameter_constraints`` and ``check_params`` and implements
 ``_fit(X, **fit_params)`` (``X`` already validated), and where it applies ``_predict(X)``,
 ``_predict_proba(X)`` or (with :class:`EmbeddingMixin`) ``_transform(X)``.
 """
@@ -78,6 +78,11 @@ class ClusteringMethod(ClusterMixin, BaseEstimator):
 
     name: ClassVar[str] = ""
     capabilities: ClassVar[Capabilities] = Capabilities()
+    check_params: ClassVar[dict] = {}
+    """A tiny configuration for data of 10 to 100 points (budgets and the affinity's ``s`` cut): the one
+    ``cutbench check`` and the test suite run scikit-learn's estimator checks and a study cell with."""
+    expected_failed_checks: ClassVar[dict] = {}
+    """scikit-learn estimator checks the method fails by its nature at ``check_params``: check name -> reason."""
     _parameter_constraints: ClassVar[dict] = {
         "n_clusters": [Interval(int, 1)],
         "device": [Device()],

@@ -218,6 +218,9 @@ class CNC(ClusteringMethod):
     name: ClassVar[str] = "cnc"
     capabilities: ClassVar[Capabilities] = Capabilities(gpu=True, minibatch=True, out_of_sample=True,
                                                         affinity_kinds=EVERY_AFFINITY)
+    check_params: ClassVar[dict] = {"affinity": {"n_neighbors": 3, "self_loops": True}, "hidden_dims": (16,),
+                                  "batch_size": 10, "epochs": 20, "steps_per_epoch": 10, "lr": 0.02,
+                                  "balance_weight": 0.01}
     _parameter_constraints: ClassVar[dict] = {
         **ClusteringMethod._parameter_constraints,
         "affinity": [AFFINITY],

@@ -52,6 +52,7 @@ class KMeans(ClusteringMethod):
 
     name = "kmeans"
     capabilities = Capabilities(gpu=False, minibatch=False, out_of_sample=True, precomputed_graph=False)
+    check_params = {"n_init": 1}
     _parameter_constraints = {
         **ClusteringMethod._parameter_constraints,
         "n_init": [Interval(int, 1)],

@@ -240,6 +240,7 @@ class Ncut(ClusteringMethod):
     name = "ncut"
     capabilities = Capabilities(gpu=True, minibatch=False, out_of_sample=False, precomputed_graph=True,
                                 affinity_kinds=EVERY_AFFINITY)
+    check_params = {"n_init": 1, "affinity": {"n_neighbors": 3}}
     _parameter_constraints = {
         **ClusteringMethod._parameter_constraints,
         "affinity": [AFFINITY],

@@ -36,6 +36,7 @@ import torch
 from cutbench import CutbenchError, CutbenchWarning
 from cutbench._validation import check_batch_size, seed_generators
 from cutbench.affinity import prepare_affinity
+from cutbench.criteria import FLOOR_TOLERANCE, choose_gamma, on_floor
 from cutbench.methods.base import AFFINITY, EVERY_AFFINITY, Capabilities, ClusteringMethod
 from cutbench.params import Boolean, Interval, Options, Widths
 from cutbench.training import (
@@ -158,6 +159,8 @@ class _NeuralCut(ClusteringMethod):
 
     capabilities: ClassVar[Capabilities] = Capabilities(gpu=True, minibatch=True, out_of_sample=True,
                                                         affinity_kinds=EVERY_AFFINITY)
+    check_params: ClassVar[dict] = {"affinity": {"n_neighbors": 3}, "hidden_dims": (16,), "batch_size": 10,
+                                  "epochs": 30, "lr": 0.02}
     _parameter_constraints: ClassVar[dict] = {
         **ClusteringMethod._parameter_constraints,
         "affinity": [AFFINITY],
@@ -415,29 +418,7 @@ class GammaSearch:
         return tuple(on_floor(orth, self.floor, self.tolerance) for orth in self.orthogonality)
 
 
-def on_floor(orthogonality: float, floor: float, tolerance: float) -> bool:
-    """Whether an ``L_orth`` value keeps the floor: ``L_orth <= floor * (1 + tolerance) + 1e-6``."""
-    return orthogonality <= floor * (1 + tolerance) + 1e-6
-
-
-def choose_gamma(gammas, orthogonality, tolerance: float = 0.02) -> tuple[float, float]:
-    """The rule of :func:`search_gamma` on measured losses: ``(floor, chosen gamma)``.
-
-    ``gammas`` and ``orthogonality`` (the lowest ``L_orth`` reached with each) are in the same order;
-    the floor is ``L_orth`` at the largest gamma, and the chosen gamma the smallest one reached by
-    scanning down from the largest while ``L_orth <= floor * (1 + tolerance) + 1e-6``.
-    """
-    order = sorted(range(len(gammas)), key=lambda i: -float(gammas[i]))
-    floor = float(orthogonality[order[0]])
-    chosen = float(gammas[order[0]])
-    for i in order:
-        if not on_floor(orthogonality[i], floor, tolerance):
-            break
-        chosen = float(gammas[i])
-    return floor, chosen
-
-
-def search_gamma(X, n_clusters: int, *, gammas=DEFAULT_GAMMAS, tolerance: float = 0.02, method=None,
+def search_gamma(X, n_clusters: int, *, gammas=DEFAULT_GAMMAS, tolerance: float = FLOOR_TOLERANCE, method=None,
                  **params) -> GammaSearch:
     """Choose NeuNcut's gamma without labels, by the rule of the paper's §4.6.
 

@@ -251,6 +251,14 @@ class SpectralNet(EmbeddingMixin, ClusteringMethod):
     name: ClassVar[str] = "spectralnet"
     capabilities: ClassVar[Capabilities] = Capabilities(gpu=True, minibatch=True, out_of_sample=True,
                                                         affinity_kinds=EVERY_AFFINITY)
+    check_params: ClassVar[dict] = {"affinity": {"n_neighbors": 3, "self_loops": True}, "hidden_dims": (16,),
+                                  "batch_size": 10, "epochs": 30, "steps_per_epoch": 5, "n_init": 1,
+                                  "optimizer": "adam", "lr": 0.01}
+    expected_failed_checks: ClassVar[dict] = {check: (
+        "SpectralNet's outputs end in tanh: on this check's data (centred at 100, not standardised) they saturate at "
+        "±1, the batch output has rank 1 and SpectralNet refuses to orthonormalise it, with an error that says to "
+        "standardise the features (as both references do)")
+        for check in ("check_fit_idempotent", "check_fit_check_is_fitted", "check_n_features_in")}
     _parameter_constraints: ClassVar[dict] = {
         **ClusteringMethod._parameter_constraints,
         "affinity": [AFFINITY],

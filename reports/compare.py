@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from cutbench import CutbenchError, stats
-from cutbench.metrics import METRICS
+from cutbench.metrics import is_metric
 from cutbench.reports.tables import (
     configuration_labels,
     dataset_labels,
@@ -75,7 +75,7 @@ def seed_note(old: Side, new: Side) -> str | None:
             f"{', '.join(map(str, new.seeds))}): {how}.")
 
 
-def compare_frames(old: pd.DataFrame, new: pd.DataFrame, *, metrics: Sequence[str] = tuple(METRICS),
+def compare_frames(old: pd.DataFrame, new: pd.DataFrame, *, metrics: Sequence[str] | None = None,
                    times: Sequence[str] = DEFAULT_TIMES, alpha: float = stats.ALPHA,
                    min_effect: float = stats.SCORE_MIN_EFFECT, time_threshold: float = stats.TIME_MIN_RATIO,
                    time_floor: float = stats.TIME_MIN_SECONDS) -> pd.DataFrame:
@@ -86,7 +86,8 @@ def compare_frames(old: pd.DataFrame, new: pd.DataFrame, *, metrics: Sequence[st
     old, new : pandas.DataFrame
         Records as ``ResultStore.to_frame()`` gives them (one row per configuration and seed).
     metrics, times : sequence of str
-        Quantities compared, in the direction declared in ``cutbench.metrics.METRICS`` (times: lower is better).
+        Quantities compared, in the direction each metric declares (times: lower is better); by default every
+        metric the two sides record, the Ncut and Rcut values and plugin metrics included.
     alpha : float, default :data:`cutbench.stats.ALPHA`
         Level of the test.
     min_effect : float, default :data:`cutbench.stats.SCORE_MIN_EFFECT`
@@ -119,11 +120,13 @@ def compare_frames(old: pd.DataFrame, new: pd.DataFrame, *, metrics: Sequence[st
     if not common:
         raise CutbenchError("the two folders share no configuration (dataset, features, method, parameters, protocol "
                             "and device): compare runs of the same study.")
+    if metrics is None:
+        metrics = [column for column in both.columns if is_metric(column)]
     rows = []
     for _, cells in both.groupby("group_key", sort=False):
         first = cells.iloc[0]
         for quantity in [*metrics, *times]:
-            kind = "accuracy" if quantity in METRICS else "time"
+            kind = "accuracy" if is_metric(quantity) else "time"
             sides = {}
             for side in ("old", "new"):
                 present = cells[cells._side == side]

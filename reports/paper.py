@@ -36,400 +36,30 @@ import math
 import shutil
 import textwrap
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from cutbench import CutbenchError, stats
-from cutbench.metrics import METRICS
-from cutbench.paper import (
-    MANIFEST,
-    Target,
-    experiment_key,
-    folder_records,
-    folder_target,
-    read_ci_reference,
-    read_manifest,
-    record_fields,
-)
+from cutbench.paper import MANIFEST, Target, folder_records, folder_target, read_manifest
+from cutbench.paper_claims import by_setting, claim_cells, iterations_per_epoch
+from cutbench.paper_rows import OrderingResult, check_orderings, compare, row_id
 from cutbench.reports import html as pages
 from cutbench.reports.plots import new_figure, save_figure, series_colors
 from cutbench.reports.tables import latex_escape
+from cutbench.verdicts import CI_VERDICTS, PAPER_VERDICTS, VERDICTS, Quantity, Row, parse_number, record_value
 
-VERDICTS = ("reproduced", "below", "above", "differs", "inconclusive", "ci: as reference", "ci: changed",
-            "ci: no reference", "not run", "out of scope", "failed", "timed")
-"""Row verdict words, in the order summaries count them."""
-PAPER_VERDICTS = ("reproduced", "below", "above", "differs", "inconclusive", "not run", "out of scope", "failed",
-                  "timed")
-CI_VERDICTS = ("ci: as reference", "ci: changed", "ci: no reference", "not run", "out of scope", "failed", "timed")
-MIN_CLAIM_SEEDS = 3
-"""A figure's claim about a chosen setting (Fig. 4's gamma, Fig. 5's iterations) is judged over at least this
-many seeds; with fewer it is ``inconclusive``."""
-FLOOR_TOLERANCE = 0.02
-"""Relative tolerance on the L_orth floor, as :func:`cutbench.methods.neuncut.search_gamma` uses."""
 MARKS = {"reproduced": "=", "below": "↓", "above": "↑", "inconclusive": "?"}
-LOWER_IS_BETTER = ("ncut_value", "rcut_value")
-"""Record metrics (``metrics.<name>``) for which lower is better (the cut values)."""
-
-
-def higher_is_better(path: str) -> bool:
-    """The direction of a record quantity: declared metrics as declared, cut values and times lower-is-better."""
-    name = path.split(".")[-1]
-    if path.startswith("timings."):
-        return False
-    return METRICS[name].higher_is_better if name in METRICS else name not in LOWER_IS_BETTER
-
-
-@dataclass
-class Quantity:
-    """One published quantity of a row and ours: per-seed values, their estimate, and its verdict."""
-
-    published: float | None
-    values: dict = field(default_factory=dict)  # seed -> our value
-    text: str | None = None  # a claim that is not a number (e.g. "512x512")
-    published_text: str | None = None
-    name: str = ""  # the record quantity, e.g. "acc", "ncut_value"
-    higher: bool = True
-    seconds: bool = False  # a time
-    verdict: str = ""  # reproduced / below / above / inconclusive / n/a, or "" when not judged
-
-    @property
-    def estimate(self) -> stats.Estimate:
-        return stats.estimate(self.values.values())
-
-    @property
-    def mean(self) -> float:
-        return self.estimate.mean
-
-    @property
-    def std(self) -> float:
-        return self.estimate.std
-
-    @property
-    def n(self) -> int:
-        return self.estimate.n
-
-    @property
-    def delta(self) -> float:
-        return self.mean - self.published if self.published is not None and math.isfinite(self.mean) else math.nan
-
-    def worse(self) -> bool:
-        """Whether this quantity's verdict says ours is worse than published (by its direction)."""
-        return (self.verdict == "below") == self.higher if self.verdict in ("below", "above") else False
-
-
-@dataclass
-class Row:
-    """One published row (or claim) and what this folder measured for it."""
-
-    key: dict
-    quantities: dict
-    verdict: str
-    detail: str = ""
-    n_ok: int = 0
-    n_cells: int = 0
-    seeds: list = field(default_factory=list)
-    cells: frozenset = frozenset()  # the experiment keys of its cells: one experiment, whatever row shows it
-
-    @property
-    def verdict_word(self) -> str:
-        return verdict_word(self.verdict)
-
-    @property
-    def worse(self) -> bool:
-        return any(q.worse() for q in self.quantities.values())
-
-
-def verdict_word(verdict: str) -> str:
-    """The summary category of a verdict text: ``"below (ARI)"`` -> ``"below"``, ``"ci: changed from ..."`` ->
-    ``"ci: changed"``, ``"not run: ..."`` -> ``"not run"``."""
-    if verdict.startswith("ci: "):
-        return next((word for word in CI_VERDICTS if verdict.startswith(word)), verdict)
-    return verdict.split(":")[0].split(" (")[0]
 
 
 # ------------------------------------------------------------------------------------------ record access
 
 
-def record_value(record: dict, path: str) -> float:
-    """A number in a record by dotted path (``metrics.acc``, ``timings.fit.seconds``); NaN if absent."""
-    value = record
-    for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return math.nan
-        value = value[part]
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
-
-
-def _quantity_spec(spec) -> tuple[tuple[str, ...], float]:
-    """``(record paths, divisor)`` of a published quantity: ``metrics.acc``, or ``{path: ..., divide_by: 60}``
-    where ``path`` may be a list of paths to add up (stages a method does not have count as absent)."""
-    if isinstance(spec, str):
-        return (spec,), 1.0
-    paths = spec["path"] if isinstance(spec["path"], list) else [spec["path"]]
-    return tuple(paths), float(spec.get("divide_by", 1.0))
-
-
-def _quantity_value(record: dict, paths: tuple[str, ...], divisor: float) -> float:
-    values = [record_value(record, path) for path in paths]
-    present = [value for value in values if math.isfinite(value)]
-    return sum(present) / divisor if present else math.nan
-
-
-def _is_time(spec) -> bool:
-    return all(path.startswith("timings.") for path in _quantity_spec(spec)[0])
-
-
-def _number(text: str) -> float | None:
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return None
-
-
-def _first_line(text: str | None) -> str:
-    return (text or "").strip().splitlines()[0] if text else ""
-
-
-def _failure(record: dict) -> str:
-    """``failed: ERROR`` (``failed: timeout: ...`` for a cell that ran out of time)."""
-    status = "" if record["status"] == "failed" else f"{record['status']}: "
-    return f"failed: {status}{_first_line(record.get('error'))}"
-
-
-def _missing_data_reason(records: list[dict]) -> str | None:
-    for record in records:
-        if record.get("error_kind") == "data_missing":
-            lines = (record.get("error") or "").splitlines()
-            how = next((line for line in lines if line.startswith("To get it")), _first_line(record.get("error")))
-            return f"data missing: {how}"
-    return None
-
-
-def _seed_values(records: list[dict], paths: tuple[str, ...], divisor: float) -> dict:
-    values = {r["config"]["seed"]: _quantity_value(r, paths, divisor) for r in records}
-    return {seed: v for seed, v in values.items() if math.isfinite(v)}
-
-
-def row_id(key: dict) -> str:
-    """A row's name in the ci reference: its key values joined."""
-    return " · ".join(str(v) for v in key.values())
-
-
 # --------------------------------------------------------------------------------------------- comparing
 
 
-def compare(target: Target, scale: str, records: list[dict], study=None, *, reference: dict | None = None,
-            labels: Callable[[str], np.ndarray] | None = None) -> list[Row]:
-    """One :class:`Row` per published row (or claim) of ``target``, from the ``records`` of its ``study``
-    (default: the study of ``scale``).
-
-    ``reference`` is the ci reference (default: the packaged one, :func:`cutbench.paper.read_ci_reference`);
-    ``labels`` gives a record's predicted labels by key (claims that look at them, e.g. Fig. 4's floor).
-    """
-    reference = read_ci_reference() if reference is None and scale == "ci" else reference
-    if target.claims:
-        rows = [_claim_row(target, claim, scale, records, labels) for claim in target.claims]
-        for row in rows if scale == "ci" else ():
-            if row.verdict.startswith("ci: not comparable"):  # measured: check it against our own reference
-                would = row.verdict.removeprefix("ci: not comparable ")
-                row.verdict = f"{_reference_verdict(target, row, reference)} {would}"
-        return rows
-    fields = [(record, record_fields(record)) for record in records]
-    study_cells = [cell.fields() for cell in (study or target.study(scale)).cells]
-    rows = []
-    for _, published in target.published().iterrows():
-        key = {column: published[column] for column in target.key}
-        out_of_scope = target.out_of_scope_reason(published)
-        if out_of_scope:
-            rows.append(Row(key, _published_quantities(target, published), f"out of scope: {out_of_scope}"))
-            continue
-        matching = [record for record, f in fields if target.matches(published, f)]
-        ok = [record for record in matching if record["status"] == "ok"]
-        quantities = _published_quantities(target, published)
-        for column, spec in target.quantities.items():
-            quantities[column].values = _seed_values(ok, *_quantity_spec(spec))
-        row = Row(key, quantities, "", n_ok=len(ok), n_cells=len(matching),
-                  seeds=sorted(r["config"]["seed"] for r in ok),
-                  cells=frozenset(experiment_key(r["config"]) for r in matching))
-        if ok:
-            if scale == "ci" and any(not q.seconds for q in quantities.values()):
-                row.verdict = _reference_verdict(target, row, reference)
-            elif scale == "ci":
-                row.verdict = "timed"
-            else:
-                row.verdict = _row_verdict(target, quantities, len(ok))
-            failed = [r for r in matching if r["status"] != "ok"]
-            if failed:
-                row.detail = (f"{len(failed)} of {len(matching)} cells did not finish "
-                              f"({failed[0]['status']}: {_first_line(failed[0].get('error'))})")
-            if row.verdict == "timed":
-                row.detail = _hardware_note(target, published, ok)
-        elif matching:
-            missing = _missing_data_reason(matching)
-            row.verdict = f"not run: {missing}" if missing else _failure(matching[0])
-        else:
-            reason = target.not_run_reason(published)
-            if reason is None:
-                planned = any(target.matches(published, cell) for cell in study_cells)
-                reason = (f"not run yet: `cutbench paper run {target.name} --scale {scale}` runs it" if planned
-                          else f"not part of the {scale}-scale study"
-                               + (f" ({target.ci_why})" if scale == "ci" else ""))
-            row.verdict = f"not run: {reason}"
-        rows.append(row)
-    return rows
-
-
-def _published_quantities(target: Target, published) -> dict:
-    out = {}
-    for column, spec in target.quantities.items():
-        path = _quantity_spec(spec)[0][0]
-        out[column] = Quantity(_number(published[column]), published_text=str(published[column]) or None,
-                               name=path.split(".")[-1], higher=higher_is_better(path), seconds=_is_time(spec))
-    return out
-
-
-def _row_verdict(target: Target, quantities: dict, n_ok: int) -> str:
-    """Each published quantity judged on its own (:func:`cutbench.stats.equivalence`), then combined."""
-    compared = [column for column, spec in target.quantities.items()
-                if not _is_time(spec) and quantities[column].published is not None]
-    if not compared:
-        return "timed" if any(_is_time(spec) for spec in target.quantities.values()) \
-            else "not run: the paper gives no number for this row"
-    for column in compared:
-        q = quantities[column]
-        q.verdict = stats.equivalence(q.estimate, q.published, stats.equivalence_margin(q.name, q.published_text))
-    return combine([(column, quantities[column].verdict) for column in compared], n_ok)
-
-
-def combine(verdicts: list[tuple[str, str]], n_seeds: int) -> str:
-    """A row's verdict from its quantities' verdicts, naming those that are not ``reproduced``."""
-    off = [(name, v) for name, v in verdicts if v in ("below", "above")]
-    unsure = [name for name, v in verdicts if v == "inconclusive"]
-    unsure_text = f"; inconclusive: {', '.join(unsure)}" if unsure and off else ""
-    if off:
-        kinds = {v for _, v in off}
-        if len(kinds) == 1:
-            return f"{kinds.pop()} ({', '.join(name for name, _ in off)}{unsure_text})"
-        return f"differs ({'; '.join(f'{name} {v}' for name, v in off)}{unsure_text})"
-    if unsure:
-        return f"inconclusive ({n_seeds} seed{'s' if n_seeds != 1 else ''}: {', '.join(unsure)})"
-    return "reproduced"
-
-
-def _reference_verdict(target: Target, row: Row, reference: dict | None) -> str:
-    """A ci row against cutbench's own stored ci-scale results (:func:`cutbench.stats.judge_change`)."""
-    stored = ((reference or {}).get("targets", {}).get(target.name) or {}).get(row_id(row.key))
-    no_reference = "ci: no reference"
-    if not stored:
-        return no_reference
-    changed, compared = [], 0
-    for column, q in row.quantities.items():
-        old = {int(seed): value for seed, value in (stored.get(column) or {}).items()}
-        if not old or not q.values or q.seconds:  # times depend on the machine and its load: shown, never judged
-            continue
-        compared += 1
-        change = stats.judge_change(old, q.values, higher_is_better=q.higher, seconds=q.seconds)
-        if change.verdict != "same":
-            before = stats.estimate(old.values()).mean
-            changed.append(f"{column} {before:.3f} → {q.mean:.3f}")
-    if changed:
-        return f"ci: changed from reference ({'; '.join(changed)})"
-    return "ci: as reference" if compared else no_reference
-
-
-def _hardware_note(target: Target, published, records: list[dict]) -> str:
-    theirs = published.get(target.time_hardware, "") if target.time_hardware else ""
-    prov = records[-1].get("provenance") or {}
-    ours = prov.get("gpu_name") if str(records[-1]["config"].get("device", "")).startswith("cuda") else prov.get("cpu")
-    threads = (prov.get("threads") or {}).get("torch")
-    return (f"paper: {theirs or 'hardware not stated'}; ours: {ours or 'unknown'}"
-            + (f", {threads} torch threads" if threads else ""))
-
-
 # ------------------------------------------------------------------------------------------------ orderings
-
-
-@dataclass
-class OrderingResult:
-    """An ordering claim checked: per (setting, competitor) pair the paired test, and the verdict."""
-
-    claim: str
-    verdict: str
-    wins: int = 0
-    losses: int = 0
-    undecided: int = 0
-    untestable: int = 0
-    not_run: int = 0
-    published_holds: str = ""
-    pairs: list = field(default_factory=list)  # (setting text, competitor, outcome text)
-
-
-def check_orderings(target: Target, scale: str, rows: list[Row]) -> list[OrderingResult]:
-    """Each of the target's ordering claims, checked on ``rows`` with paired tests over shared seeds (Holm-
-    corrected over the claim's comparisons). At ci scale the tests are shown but not judged."""
-    results = []
-    for ordering in target.orderings:
-        by_setting: dict = {}
-        for row in rows:
-            setting = tuple((k, v) for k, v in row.key.items() if k != ordering.by)
-            by_setting.setdefault(setting, {})[row.key[ordering.by]] = row
-        pairs, tests, published_wins, published_pairs = [], [], 0, 0
-        for setting, members in by_setting.items():
-            winner = members.get(ordering.better)
-            for other in ordering.than:
-                loser = members.get(other)
-                if winner is None or loser is None:
-                    continue
-                text = ", ".join(str(v) for _, v in setting)
-                a, b = winner.quantities[ordering.quantity], loser.quantities[ordering.quantity]
-                if a.published is not None and b.published is not None:
-                    published_pairs += 1
-                    published_wins += (a.published > b.published) == a.higher
-                if not a.values or not b.values:
-                    pairs.append([text, other, "not run", None])
-                    continue
-                comparison = stats.compare_samples(b.values, a.values)
-                pairs.append([text, other, comparison, comparison.p_value])
-                tests.append(len(pairs) - 1)
-        adjusted = stats.holm([pairs[i][3] for i in tests])
-        result = OrderingResult(ordering.claim, "", published_holds=f"{published_wins} of {published_pairs}")
-        better_sign = 1 if rows and rows[0].quantities[ordering.quantity].higher else -1
-        for index, p in zip(tests, adjusted, strict=True):
-            comparison = pairs[index][2]
-            if not comparison.judged:
-                result.untestable += 1
-                pairs[index][2] = f"not testable: one seed (Δ {comparison.difference:+.3f})"
-                continue
-            if p < stats.ALPHA and better_sign * comparison.difference > 0:
-                outcome, result.wins = "wins", result.wins + 1
-            elif p < stats.ALPHA:
-                outcome, result.losses = "loses", result.losses + 1
-            else:
-                outcome, result.undecided = "no significant difference", result.undecided + 1
-            pairs[index][2] = (f"{outcome} (Δ {comparison.difference:+.3f}, {comparison.test}, "
-                               f"Holm p = {stats.p_text(p)})")
-        result.not_run = sum(1 for pair in pairs if pair[2] == "not run")
-        result.pairs = [tuple(pair[:3]) for pair in pairs]
-        tested = len(tests)
-        needed = ordering.needed(tested)
-        if not tested:
-            result.verdict = f"not run: no setting where {ordering.better} and a competitor both ran"
-            results.append(result)
-            continue
-        if scale == "ci":
-            result.verdict = "ci: not comparable"
-        elif result.wins >= needed:
-            result.verdict = "reproduced"
-        elif result.wins + result.undecided + result.untestable < needed:
-            result.verdict = "differs"
-        else:
-            result.verdict = "inconclusive"
-        result.verdict += (f" ({ordering.better} significantly better in {result.wins} of {tested} comparisons run, "
-                           f"'{ordering.holds_in}' needs {needed}; significantly worse in {result.losses})")
-        results.append(result)
-    return results
 
 
 def _ordering_sentence(result: OrderingResult) -> str:
@@ -448,207 +78,6 @@ def orderings_markdown(results: list[OrderingResult]) -> str:
 
 
 # ------------------------------------------------------------------------------------------ figure claims
-
-
-def _claim_cells(target: Target, claim, records: list[dict]) -> list[tuple[dict, dict]]:
-    dataset = {m.column: m for m in target.match}.get("dataset")
-    wanted_dataset = dataset.wanted(claim.dataset) if dataset else None
-    out = []
-    for record in records:
-        if record["status"] != "ok":
-            continue
-        f = record_fields(record)
-        if wanted_dataset is not None and f.get("dataset") != wanted_dataset:
-            continue
-        if all(str(f.get(k)) == str(v) for k, v in claim.where.items()):
-            out.append((record, f))
-    return out
-
-
-def _by_setting(cells, over: str) -> dict:
-    groups: dict = {}
-    for record, f in cells:
-        value = f.get(over)
-        groups.setdefault(tuple(value) if isinstance(value, list) else value, []).append(record)
-    return groups
-
-
-def _order(value) -> tuple:
-    """Settings in a natural order: networks by depth then widths, numbers by value."""
-    if isinstance(value, tuple):
-        return (len(value), value)
-    return (0, (value,)) if isinstance(value, (int, float)) else (1, (str(value),))
-
-
-def _setting_text(value) -> str:
-    return "x".join(map(str, value)) if isinstance(value, tuple) else f"{value:g}" if isinstance(value, float) \
-        else str(value)
-
-
-def _acc_by_seed(records: list[dict]) -> dict:
-    return {r["config"]["seed"]: record_value(r, "metrics.acc") for r in records}
-
-
-def _scale_gate(scale: str, verdict: str) -> str:
-    """At ci scale a claim is measured and shown, never judged against the paper."""
-    return f"ci: not comparable (would read: {verdict})" if scale == "ci" else verdict
-
-
-def _claim_row(target: Target, claim, scale: str, records: list[dict], labels) -> Row:
-    published = target.published()
-    match = published[(published.figure == claim.figure) & (published.dataset == claim.dataset)
-                      & (published.quantity == claim.quantity)].iloc[0]
-    key = {"figure": claim.figure, "dataset": claim.dataset, "quantity": claim.quantity}
-    text = match["value"]
-    cells = _claim_cells(target, claim, records)
-    q = Quantity(_number(text), published_text=text, name=claim.quantity)
-    row = Row(key, {"value": q}, "", n_ok=len(cells), n_cells=len(cells),
-              seeds=sorted({r["config"]["seed"] for r, _ in cells}),
-              cells=frozenset(experiment_key(r["config"]) for r, _ in cells))
-    if not cells:
-        failed = [r for r in records if r["status"] != "ok"]
-        row.verdict = "not run: no finished cell for this claim" if not failed else _failure(failed[0])
-        return row
-    n_seeds = len(row.seeds)
-    check = claim.check
-    if check == "mean":
-        q.values = _acc_by_seed([r for r, _ in cells])
-        q.verdict = stats.equivalence(q.estimate, q.published, stats.equivalence_margin("acc", text))
-        verdict = combine([("ACC", q.verdict)], q.n)
-    elif check in ("best_setting", "stable_range"):
-        groups = _by_setting(cells, claim.over)
-        per_setting = {value: _acc_by_seed(rs) for value, rs in groups.items()}
-        marks = stats.mark_best(per_setting, higher_is_better=True)
-        means = {value: float(np.mean(list(v.values()))) for value, v in per_setting.items()}
-        ordered = sorted(means, key=_order)
-        row.detail = "mean ACC per setting: " + ", ".join(
-            f"{_setting_text(v)} {means[v]:.3f}{'*' if v in marks.marked else ''}" for v in ordered)
-        row.detail += (f" (* best or not significantly worse, paired over {n_seeds} seeds)" if marks.marked
-                       else f" ({marks.note})")
-        if check == "best_setting":
-            best = max(means, key=means.get)
-            q.text = f"{_setting_text(best)} (ACC {means[best]:.3f})"
-            published_best = next((v for v in means if _setting_text(v) == text), None)
-            if published_best is None:
-                verdict = f"not run: the paper's best setting {text} is not in this scale's grid"
-            elif not marks.marked:
-                verdict = f"inconclusive ({n_seeds} seed{'s' if n_seeds != 1 else ''}: no setting can be told apart)"
-            else:
-                verdict = "reproduced" if published_best in marks.marked else "differs"
-        else:
-            stable = sorted(float(v) for v in marks.marked)
-            low, high = (float(part) for part in text.split("-"))
-            q.text = f"{stable[0]:g}-{stable[-1]:g}" if stable else "—"
-            if not marks.marked:
-                verdict = f"inconclusive ({n_seeds} seed{'s' if n_seeds != 1 else ''}: no setting can be told apart)"
-            else:
-                verdict = "reproduced" if stable[0] <= low and stable[-1] >= high else "differs"
-    elif check in ("orth_floor", "gamma_threshold"):
-        search = _gamma_search_per_seed(cells, claim.over)
-        floors = {seed: floor for seed, (floor, _, _) in search.items()}
-        chosen = {seed: gamma for seed, (_, gamma, _) in search.items()}
-        q.values = floors if check == "orth_floor" else chosen
-        row.detail = "per seed: " + ", ".join(f"seed {seed}: floor {floors[seed]:.4f} → γ {chosen[seed]:g}"
-                                              for seed in sorted(search))
-        degenerate = _empty_cluster_floors(search, [r for r, _ in cells], labels)
-        if degenerate:
-            row.detail += f"; {degenerate}"
-        if check == "orth_floor":
-            q.verdict = stats.equivalence(q.estimate, q.published, stats.equivalence_margin(q.name, text))
-            verdict = combine([("floor", q.verdict)], q.n)
-        else:
-            gammas = sorted(chosen.values())
-            q.text = f"median {np.median(gammas):g} (range {gammas[0]:g}-{gammas[-1]:g}, {len(gammas)} seeds)"
-            if len(gammas) < MIN_CLAIM_SEEDS:
-                verdict = f"inconclusive ({len(gammas)} seed{'s' if len(gammas) != 1 else ''}, fewer than " \
-                          f"{MIN_CLAIM_SEEDS})"
-            elif all(math.isclose(g, q.published) for g in gammas):
-                verdict = "reproduced"
-            elif gammas[-1] < q.published:
-                verdict = "below"
-            elif gammas[0] > q.published:
-                verdict = "above"
-            else:
-                verdict = f"inconclusive (the seeds choose {gammas[0]:g} to {gammas[-1]:g})"
-    elif check == "iterations_to_floor":
-        q.values = {r["config"]["seed"]: _iterations_to_floor(r) for r, _ in cells}
-        horizons = [iterations_per_epoch(r) * len((r.get("history") or {}).get("orth") or []) for r, _ in cells]
-        row.detail = ("iterations until L_orth is within 2 % of its lowest value, per seed: "
-                      + ", ".join(f"{q.values[s]:.0f}" for s in sorted(q.values)))
-        estimate = q.estimate
-        if max(horizons) <= q.published:
-            verdict = (f"cannot fail at this scale: the run has {max(horizons)} iterations, no more than the "
-                       f"claim's {q.published:g}")
-        elif estimate.n < MIN_CLAIM_SEEDS:
-            verdict = f"inconclusive ({estimate.n} seed{'s' if estimate.n != 1 else ''}, fewer than {MIN_CLAIM_SEEDS})"
-        elif estimate.high <= q.published:
-            verdict = "reproduced"
-        elif estimate.low > q.published:
-            verdict = "above"
-        else:
-            verdict = "inconclusive (the interval straddles the claim)"
-    else:  # load_target refuses unknown checks
-        raise CutbenchError(f"unknown claim check {check!r}")
-    row.verdict = _scale_gate(scale, verdict)
-    return row
-
-
-def _gamma_search_per_seed(cells, over: str) -> dict:
-    """The §4.6 search on stored training histories, one per seed: ``{seed: (floor, chosen gamma, floor record)}``."""
-    from cutbench.methods.neuncut import choose_gamma
-
-    by_seed: dict = {}
-    for record, f in cells:
-        history = record.get("history") or {}
-        if history.get("orth"):
-            by_seed.setdefault(record["config"]["seed"], []).append((float(f[over]), min(history["orth"]), record))
-    out = {}
-    for seed in sorted(by_seed):
-        gammas, orth, runs = zip(*by_seed[seed], strict=True)
-        floor, gamma = choose_gamma(gammas, orth, FLOOR_TOLERANCE)
-        out[seed] = (floor, gamma, runs[int(np.argmax(gammas))])
-    return out
-
-
-def _empty_cluster_floors(search: dict, records: list[dict], labels) -> str:
-    """Which seeds' floor run (the largest gamma) labels fewer clusters than the claim's runs at their most: an
-    empty cluster sets ``‖HᵀDH − I‖`` by itself (1/k per empty cluster), so such a floor is not the
-    orthogonality's own."""
-    if labels is None:
-        return ""
-
-    def used(record):
-        try:
-            return len(np.unique(labels(record["key"])))
-        except (CutbenchError, OSError, KeyError):
-            return None
-
-    counts = [n for n in map(used, records) if n is not None]
-    if not counts:
-        return ""
-    most = max(counts)
-    floors = {seed: used(record) for seed, (_, _, record) in search.items()}
-    short = [f"seed {seed}: {n} of {most}" for seed, n in sorted(floors.items()) if n is not None and n < most]
-    return ("the floor run labels fewer clusters than the other runs (" + ", ".join(short)
-            + "): an empty cluster makes that floor" if short else "")
-
-
-def iterations_per_epoch(record: dict) -> int:
-    """Mini-batch steps per epoch of a NeuNcut-style trainer: the training points in batches."""
-    params = record["config"]["method"]["params"]
-    batch = params.get("batch_size") or record.get("n_fit", 1)
-    return max(1, math.ceil(record.get("n_fit", batch) / batch))
-
-
-def _iterations_to_floor(record: dict) -> float:
-    from cutbench.methods.neuncut import on_floor
-
-    orth = (record.get("history") or {}).get("orth") or []
-    if not orth:
-        return math.nan
-    floor = min(orth)
-    epoch = next(i for i, value in enumerate(orth) if on_floor(value, floor, FLOOR_TOLERANCE))
-    return float((epoch + 1) * iterations_per_epoch(record))
 
 
 # ----------------------------------------------------------------------------------------------- tables
@@ -833,7 +262,7 @@ def plot_sweep(target: Target, heading: str, rows: list[Row], stem: Path) -> lis
     quantity = _primary(rows)
     series: dict = {}
     for row in rows:
-        x = _number(row.key[x_column])
+        x = parse_number(row.key[x_column])
         if x is None:
             continue
         series.setdefault(_row_label(row, (x_column,)), []).append((x, row.quantities[quantity]))
@@ -868,7 +297,7 @@ def plot_gamma(target: Target, heading: str, records: list[dict], rows: list[Row
     for index, dataset in enumerate(datasets):
         axes = figure.add_subplot(1, len(datasets), index + 1)
         claim = next(c for c in target.claims if c.dataset == dataset)
-        groups = _by_setting(_claim_cells(target, claim, records), over)
+        groups = by_setting(claim_cells(target, claim, records), over)
         gammas = sorted(float(g) for g in groups)
         if search:
             for loss, color in (("trace", "#2f6db5"), ("orth", "#c0392b")):
@@ -986,6 +415,40 @@ def plot_predictions(target: Target, heading: str, store, records: list[dict], s
 # ----------------------------------------------------------------------------------------------- render
 
 
+@dataclass(frozen=True)
+class FigureInput:
+    """What a figure of a paper target may draw on: the target, its heading, the rows, the records, the store."""
+
+    target: Target
+    heading: str
+    rows: list
+    records: list
+    store: object
+
+
+FIGURES: dict[str, Callable[[FigureInput, Path], list[Path]]] = {
+    "bars": lambda d, stem: plot_bars(d.target, d.heading, d.rows, stem),
+    "sweep": lambda d, stem: plot_sweep(d.target, d.heading, d.rows, stem),
+    "gamma_sensitivity": lambda d, stem: plot_gamma(d.target, d.heading, d.records, d.rows, stem),
+    "gamma_search": lambda d, stem: plot_gamma(d.target, d.heading, d.records, d.rows, stem),
+    "curves": lambda d, stem: plot_curves(d.target, d.heading, d.records, stem),
+    "predictions": lambda d, stem: plot_predictions(d.target, d.heading, d.store, d.records, stem),
+    "network_size": lambda d, stem: plot_network_size(d.target, d.heading, d.records, d.rows, stem),
+    "none": lambda d, stem: [],
+}
+"""Every figure kind a target may ask for (``figure: {kind: ...}``) and how it is drawn: a new kind is one
+function and one entry here."""
+
+
+def check_figure(target: Target) -> str:
+    """The target's figure kind, refused when no entry of :data:`FIGURES` draws it."""
+    kind = target.figure.get("kind")
+    if kind not in FIGURES:
+        raise CutbenchError(f"{target.path}: figure kind {kind!r} is unknown; accepted: {', '.join(FIGURES)} "
+                            "(cutbench.reports.paper.FIGURES).")
+    return kind
+
+
 def _reference_for(manifest: dict) -> dict | None:
     """The ci reference a run is checked against: none for a run given ``--set`` overrides (another
     configuration than the reference's), the packaged one otherwise."""
@@ -1010,21 +473,7 @@ def render_paper_target(store, folder: Path, *, target: str | None = None, scale
     for name, text in (("paper.md", markdown), ("paper.tex", to_latex(found, heading, rows))):
         (folder / name).write_text(text)
         written.append(folder / name)
-    kind = found.figure["kind"]
-    stem = folder / "paper_figure"
-    plots = []
-    if kind == "bars":
-        plots = plot_bars(found, heading, rows, stem)
-    elif kind == "sweep":
-        plots = plot_sweep(found, heading, rows, stem)
-    elif kind in ("gamma_sensitivity", "gamma_search"):
-        plots = plot_gamma(found, heading, records, rows, stem)
-    elif kind == "curves":
-        plots = plot_curves(found, heading, records, stem)
-    elif kind == "predictions":
-        plots = plot_predictions(found, heading, store, records, stem)
-    elif kind == "network_size":
-        plots = plot_network_size(found, heading, records, rows, stem)
+    plots = FIGURES[check_figure(found)](FigureInput(found, heading, rows, records, store), folder / "paper_figure")
     written += plots
     sections = [pages.section("Published beside ours", to_html(found, heading, rows, scale, orderings))]
     if plots:
@@ -1165,8 +614,6 @@ def ci_reference(paths: Sequence[Path]) -> dict:
     return {"cpu": cpu_model(), "commit": git_state()["commit"], "targets": targets}
 
 
-__all__ = ["CI_VERDICTS", "FLOOR_TOLERANCE", "MIN_CLAIM_SEEDS", "PAPER_VERDICTS", "VERDICTS", "OrderingResult",
-           "Quantity", "Row", "check_orderings", "ci_reference", "combine", "compare", "higher_is_better",
-           "iterations_per_epoch", "orderings_markdown", "paper_folders", "record_value", "render_paper_target",
-           "reproduction_report", "row_class", "row_id", "rule_text", "summary_counts", "summary_line", "table_cells",
-           "table_columns", "to_html", "to_latex", "to_markdown", "verdict_word"]
+__all__ = ["FIGURES", "MARKS", "FigureInput", "check_figure", "ci_reference", "orderings_markdown", "paper_folders", "render_paper_target", "reproduction_report",
+           "row_class", "rule_text", "summary_counts", "summary_line", "table_cells", "table_columns", "to_html",
+           "to_latex", "to_markdown"]

@@ -16,8 +16,10 @@ from cutbench.reports.compare import to_markdown as comparison_markdown
 from cutbench.reports.plots import plot_critical_difference, plot_metric_bars
 from cutbench.reports.tables import (
     MARK_RULE,
+    TABLE_CUT,
     configuration_labels,
     dataset_labels,
+    shown_metrics,
     summarize,
     to_html,
     to_latex,
@@ -78,7 +80,7 @@ def render_report(store, out: Path, stages: Sequence[str] = ("fit",), *, rank_me
     planned = pd.concat([frame, _missing_rows(store, coverage)], ignore_index=True)
     planned = planned.assign(method=configuration_labels(planned), dataset=dataset_labels(planned))
     frame = planned.iloc[:len(frame)].copy()
-    summary = summarize(planned, times=[f"{stage}_s" for stage in stages])
+    summary = summarize(planned, metrics=shown_metrics(frame), times=[f"{stage}_s" for stage in stages])
     machine = "; ".join(note for note in (thread_note(frame), cpu_note(frame)) if note)
     legend = [MARK_RULE + ".", *summary.attrs["notes"], *([machine] if machine else [])]
     markdown = to_markdown(summary) + "\n" + "\n".join(f"{line}  " for line in legend) + "\n"
@@ -88,6 +90,9 @@ def render_report(store, out: Path, stages: Sequence[str] = ("fit",), *, rank_me
         written.append(out / name)
     plots = plot_metric_bars(frame, "acc", path_stem=out / "acc")
     written += plots
+    cut_plots = (plot_metric_bars(frame, TABLE_CUT, path_stem=out / "ncut")
+                 if TABLE_CUT in frame and frame[TABLE_CUT].notna().any() else [])
+    written += cut_plots
     analysis = ranks.analyse(frame, rank_metric)
     if isinstance(analysis, str):
         across = f"<p>{pages.html.escape(f'No ranking across datasets: {analysis}')}</p>"
@@ -105,6 +110,9 @@ def render_report(store, out: Path, stages: Sequence[str] = ("fit",), *, rank_me
                           + "".join(f"<p>{pages.html.escape(line)}</p>" for line in legend)),
             pages.section("Across datasets", across),
             pages.section("Accuracy", pages.figure(plots[0], "ACC per dataset and configuration, mean ± std over seeds")),
+            *([pages.section("Normalised cut", pages.figure(
+                cut_plots[0], "Ncut value of each labelling (lower is better) per dataset and configuration, mean ± std "
+                              "over seeds"))] if cut_plots else []),
             pages.section("Cells that did not finish", pages.failures(frame)),
             pages.section("Provenance", pages.provenance(records))]
     (out / "report.html").write_text(pages.page(f"cutbench study {study}", stored_line or f"{len(frame)} cells in {out}",

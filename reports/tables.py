@@ -35,7 +35,7 @@ import pandas as pd
 
 from cutbench import CutbenchError, stats
 from cutbench.affinity import affinity_label
-from cutbench.metrics import METRICS
+from cutbench.metrics import METRICS, is_metric, metric_direction, metric_label
 from cutbench.store import STATUSES
 
 TABLE_STATUSES = (*STATUSES, "missing")
@@ -44,6 +44,8 @@ interrupted study), so a configuration's count reads e.g. 1/3, not 1/1."""
 
 DEFAULT_METRICS = ("acc", "nmi", "ari")
 """The metrics a summary table shows unless told otherwise (every one in :data:`cutbench.metrics.METRICS` is recorded)."""
+TABLE_CUT = "ncut_value"
+"""The cut value a study's table shows beside the default metrics, for the cells that recorded it."""
 DEFAULT_TIMES = ("fit_s",)
 LAYOUTS = ("long", "wide")
 
@@ -73,8 +75,8 @@ def higher_is_better(quantity: str, directions: Mapping[str, bool] | None = None
     """
     if directions is not None and quantity in directions:
         return bool(directions[quantity])
-    if quantity in METRICS:
-        return METRICS[quantity].higher_is_better
+    if is_metric(quantity):
+        return metric_direction(quantity)
     if is_seconds(quantity):
         return False
     return None
@@ -83,8 +85,8 @@ def higher_is_better(quantity: str, directions: Mapping[str, bool] | None = None
 def quantity_label(quantity: str) -> str:
     """Column header for a quantity: a metric's declared label (``"acc" -> "ACC"``), ``"fit_s" -> "fit [s]"``,
     others unchanged."""
-    if quantity in METRICS:
-        return METRICS[quantity].label
+    if is_metric(quantity):
+        return metric_label(quantity)
     if is_seconds(quantity):
         return f"{quantity[:-2]} [s]"
     return quantity
@@ -269,6 +271,14 @@ def _difference_text(rows: pd.DataFrame, columns: list[str], index) -> str:
             name = column.split(".", 1)[1] if column.startswith(("param.", "features.", "dataset.")) else column
             parts.append(f"{name}={'-' if pd.isna(value) else value}")
     return ", ".join(parts)
+
+
+def shown_metrics(df: pd.DataFrame) -> tuple[str, ...]:
+    """The metrics a study's table shows: :data:`DEFAULT_METRICS`, the Ncut value and every plugin metric
+    the records hold a value of (all built-ins stay in results.csv)."""
+    recorded = [column for column in df.columns if is_metric(column) and df[column].notna().any()]
+    extra = [name for name in recorded if name == TABLE_CUT or name not in METRICS]
+    return (*DEFAULT_METRICS, *extra)
 
 
 def summarize(

@@ -1,7 +1,7 @@
 """The method contract: scikit-learn's estimator checks and one study cell, over every registered method.
 
 Both tests iterate over the registry, so a method is covered the moment it is registered. Its tiny
-configuration (``TINY``) only shrinks budgets and the affinity's ``s`` to the checks' small data sets
+configuration (its ``check_params``) only shrinks budgets and the affinity's ``s`` to the checks' small data sets
 (10 to 100 points); a method without an entry runs with its defaults.
 """
 
@@ -18,32 +18,10 @@ from cutbench.study import expand_study
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-KNN3 = {"n_neighbors": 3}
-KNN3_LOOPS = {"n_neighbors": 3, "self_loops": True}
-TINY = {
-    "kmeans": {"n_init": 1},
-    "ncut": {"n_init": 1, "affinity": KNN3},
-    "neuncut": {"affinity": KNN3, "hidden_dims": (16,), "batch_size": 10, "epochs": 30, "lr": 0.02},
-    "neurcut": {"affinity": KNN3, "hidden_dims": (16,), "batch_size": 10, "epochs": 30, "lr": 0.02},
-    "spectralnet": {"affinity": KNN3_LOOPS, "hidden_dims": (16,), "batch_size": 10, "epochs": 30, "steps_per_epoch": 5,
-                    "n_init": 1, "optimizer": "adam", "lr": 0.01},
-    "specnet2": {"affinity": KNN3_LOOPS, "hidden_dims": (16,), "batch_size": 4, "epochs": 2, "n_init": 1},
-    "cnc": {"affinity": KNN3_LOOPS, "hidden_dims": (16,), "batch_size": 10, "epochs": 20, "steps_per_epoch": 10,
-            "lr": 0.02, "balance_weight": 0.01},
-}
-
-# Checks a method fails by its nature, with the reason. At most four per method.
-_SATURATED = ("SpectralNet's outputs end in tanh: on this check's data (centred at 100, not standardised) they "
-              "saturate at ±1, the batch output has rank 1 and SpectralNet refuses to orthonormalise it, with an "
-              "error that says to standardise the features (as both references do)")
-EXPECTED_FAILURES = {
-    "spectralnet": {"check_fit_idempotent": _SATURATED, "check_fit_check_is_fitted": _SATURATED,
-                    "check_n_features_in": _SATURATED},
-    "specnet2": {"check_methods_subset_invariance": (
-        "a float32 network's output for a row can differ in its last bit with the rows it is batched with (BLAS "
-        "blocking), and the Rayleigh-Ritz rotation scales the embedding by n, so transform on a subset differs by "
-        "~1e-7 relative, the check's tolerance; with dtype='float64' it passes (tested below)")},
-}
+# Each method declares its tiny configuration (check_params: budgets and the affinity's s cut to the checks'
+# 10 to 100 points) and the checks it fails by its nature (expected_failed_checks, each with its reason).
+TINY = {name: get_method(name).check_params for name in list_methods()}
+EXPECTED_FAILURES = {name: get_method(name).expected_failed_checks for name in list_methods()}
 
 
 def tiny(name):
@@ -115,7 +93,7 @@ def test_every_registered_method_runs_a_study_cell():
         record, labels = run_cell(cell, datasets, "contract")
         assert record["status"] == "ok", (cell.method, record.get("traceback"))
         assert labels.shape == (60,) and labels.dtype == np.int64
-        assert set(record["metrics"]) == {"acc", "nmi", "ari", "nca"}
+        assert set(record["metrics"]) == {"acc", "nmi", "ari", "nca", "ncut_value", "rcut_value"}
         assert record["timings"]["fit"]["seconds"] > 0
         assert ("predict" in record["timings"]) == get_method(cell.method).capabilities.out_of_sample
 

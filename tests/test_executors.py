@@ -12,7 +12,8 @@ import pytest
 
 from cutbench.executors import DaskExecutor, LocalPoolExecutor
 from cutbench.runner import identify_cell, run_study
-from cutbench.store import ResultStore, cell_key
+from cutbench.identity import cell_key
+from cutbench.store import ResultStore
 from cutbench.study import expand_study
 
 TINY = {"name": "exec", "datasets": [{"name": "double_rings", "params": {"n": 300}},

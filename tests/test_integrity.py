@@ -12,7 +12,8 @@ import pytest
 from cutbench import CutbenchError
 from cutbench.cli import main
 from cutbench.runner import DatasetCache, execute_cell, identify_cell, run_study
-from cutbench.store import ResultStore, cell_key
+from cutbench.identity import cell_key
+from cutbench.store import ResultStore
 from cutbench.study import expand_study
 
 TWO_CELLS = {"name": "integrity", "datasets": [{"name": "blobs", "params": {"n": 60}}], "methods": ["kmeans"],

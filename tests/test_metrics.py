@@ -11,7 +11,9 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from cutbench import CutbenchError
 from cutbench.metrics import (
+    METRICS,
     NMI_AVERAGE_METHODS,
+    Metric,
     accuracy,
     ari,
     evaluate,
@@ -173,7 +175,7 @@ def test_nca_needs_two_classes():
 
 
 # -- shared validation -----------------------------------------------------------------------------------
-@pytest.mark.parametrize("metric", [accuracy, nmi, ari, normalized_clustering_accuracy, evaluate])
+@pytest.mark.parametrize("metric", [accuracy, nmi, ari, normalized_clustering_accuracy])
 def test_mismatched_lengths_and_bad_labels_raise(metric):
     with pytest.raises(CutbenchError, match="same length; got 3 and 2"):
         metric([0, 1, 1], [0, 1])
@@ -183,17 +185,45 @@ def test_mismatched_lengths_and_bad_labels_raise(metric):
         metric([0.5, 1.0], [0, 1])
 
 
-def test_evaluate_collects_all_metrics():
+def test_evaluate_collects_every_metric_with_its_own_options():
     rng = np.random.default_rng(4)
     y_true, y_pred = random_labelling(rng, 120, 3, 3)
-    scores = evaluate(y_true, y_pred, nmi_average_method="geometric")
+    W = sp.random(120, 120, density=0.1, random_state=0)
+    W = W + W.T
+    metrics = [METRICS["acc"], METRICS["nmi"].with_options(average_method="geometric"), METRICS["ari"],
+               METRICS["nca"], METRICS["ncut_value"], METRICS["rcut_value"]]
+    scores, notes = evaluate(metrics, y_pred, y_true=y_true, graph=W)
     assert scores == {
         "acc": accuracy(y_true, y_pred),
         "nmi": nmi(y_true, y_pred, average_method="geometric"),
         "ari": ari(y_true, y_pred),
         "nca": normalized_clustering_accuracy(y_true, y_pred),
+        "ncut_value": ncut_value(W, y_pred),
+        "rcut_value": rcut_value(W, y_pred),
     }
-    assert all(type(value) is float for value in scores.values())
+    assert notes == {} and all(type(value) is float for value in scores.values())
+    # without the graph, the cut values are null with the reason
+    scores, notes = evaluate(metrics, y_pred, y_true=y_true)
+    assert scores["ncut_value"] is None and notes["ncut_value"] == "needs graph, which this cell does not have"
+
+
+def test_a_metric_declares_its_needs_and_options():
+    assert METRICS["ncut_value"].needs == ("graph",) and not METRICS["ncut_value"].higher_is_better
+    assert METRICS["nmi"].options == {"average_method": "arithmetic"}
+    with pytest.raises(CutbenchError, match="no option.*average; accepted: average_method"):
+        METRICS["nmi"].with_options(average="min")
+    with pytest.raises(CutbenchError, match="average_method must be one of"):
+        METRICS["nmi"].with_options(average_method="mean")
+    with pytest.raises(CutbenchError, match="each need is one of labels, graph, embedding"):
+        Metric("x", lambda **_: 0.0, True, needs=("points",))
+    embedded = Metric("spread", lambda y_pred, embedding: float(np.var(embedding)), False, needs=("embedding",))
+    assert evaluate([embedded], [0, 1], embedding=np.array([[0.0], [2.0]]))[0] == {"spread": 1.0}
+
+
+def test_a_metric_returning_a_string_is_named():
+    bad = Metric("purity", lambda y_true, y_pred: "high", True)
+    with pytest.raises(CutbenchError, match="metric 'purity' returned 'high' \\(str\\), not a number"):
+        evaluate([bad], [0, 1], y_true=[0, 1])
 
 
 # -- Ncut / RatioCut -------------------------------------------------------------------------------------

@@ -21,10 +21,9 @@ from cutbench.paper import (
     read_published,
     write_manifest,
 )
+from cutbench.paper_rows import check_orderings, compare
 from cutbench.reports.paper import (
-    check_orderings,
-    combine,
-    compare,
+    check_figure,
     reproduction_report,
     row_class,
     summary_counts,
@@ -32,8 +31,9 @@ from cutbench.reports.paper import (
     to_latex,
     to_markdown,
 )
-from cutbench.runner import cell_config
-from cutbench.store import ResultStore, cell_key
+from cutbench.identity import cell_config, cell_key
+from cutbench.verdicts import combine
+from cutbench.store import ResultStore
 
 TARGETS = list(list_targets())
 SHARED_PAPERS = Path(__file__).resolve().parents[2] / "shared" / "papers"
@@ -402,13 +402,18 @@ def test_bad_target_files_are_clear_errors(tmp_path):
         "unknown key(s) colour": good + "colour: red\n",
         "must equal the file name": good.replace("name: neuncut-fig5", "name: other"),
         "claim check 'median' is unknown": good.replace("check: iterations_to_floor", "check: median"),
-        "figure kind 'pie' is unknown": good.replace("kind: curves", "kind: pie"),
     }
     for message, text in cases.items():
         path = tmp_path / "neuncut-fig5.yaml"
         path.write_text(text)
         with pytest.raises(CutbenchError, match=re.escape(message)):
             load_target(path)
+    # the figure kind is the renderer's to check, from its one table, before anything runs
+    path.write_text(good.replace("kind: curves", "kind: pie"))
+    with pytest.raises(CutbenchError, match=re.escape("figure kind 'pie' is unknown; accepted: bars, sweep")):
+        check_figure(load_target(path))
+    assert main(["paper", "run", str(path), "--scale", "ci", "--out", str(tmp_path / "o")]) == 2
+    assert not (tmp_path / "o").exists()
 
 
 # ------------------------------------------------------------------------------------------ end to end
@@ -479,3 +484,65 @@ def test_the_summary_counts_an_experiment_shown_by_two_targets_once(tmp_path):
     assert distinct.split(" | ")[2] == "1"  # reproduced once, not twice
     assert "1 row(s) show the same cells as a row of another target" in paper
     assert "### ci scale" not in report
+
+
+# ------------------------------------------------------------------------------------------ a user's target
+
+USER_TARGET = """\
+name: moons-table
+title: Two moons - k-means against Ncut
+source: a user's table
+published:
+  file: moons.csv
+  key: [method, dataset]
+  quantities: {ACC: metrics.acc}
+match:
+  method: {field: method, values: {k-means: kmeans, Ncut: ncut}}
+  dataset: {field: dataset, values: {Moons: two_moons}}
+orderings:
+  - claim: Ncut separates the moons better than k-means
+    better: Ncut
+    than: [k-means]
+    quantity: ACC
+    holds_in: all
+figure: {kind: bars}
+study:
+  name: moons-table
+  datasets: [{name: two_moons, params: {n: 200}}]
+  methods: [kmeans, ncut]
+  seeds: [0, 1]
+  device: cpu
+  timing: {warmup: 0, repeats: 1}
+ci:
+  why: one seed
+  set: ["seeds=[0]"]
+"""
+
+
+def test_a_paper_target_from_a_folder_runs_with_its_csv_beside_it(tmp_path, capsys):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "moons-table.yaml").write_text(USER_TARGET)
+    (folder / "moons.csv").write_text("method,dataset,ACC\nk-means,Moons,0.75\nNcut,Moons,1.0\n")
+    out = tmp_path / "out"
+    assert main(["paper", "run", str(folder / "moons-table.yaml"), "--scale", "paper", "--out", str(out)]) == 0
+    text = (out / "paper.md").read_text()
+    assert "| Ncut | Moons | 1.0 |" in text and "k-means" in text
+    assert json.loads((out / MANIFEST).read_text())["path"] == str((folder / "moons-table.yaml").resolve())
+    capsys.readouterr()
+    assert main(["paper", "show", str(out)]) == 0  # found again through the manifest's path
+    assert "Ncut separates the moons better than k-means" in capsys.readouterr().out
+    assert (out / "paper_figure.png").is_file()
+
+
+@pytest.mark.parametrize("csv, message", [
+    (None, "no published table 'moons.csv': no file .*moons.csv, and none packaged of that name"),
+    ("method,data,ACC\nNcut,Moons,1.0\n", "column 'dataset' is not in moons.csv; it has method, data, ACC"),
+])
+def test_a_target_whose_csv_is_missing_or_wrong_is_one_line(tmp_path, capsys, csv, message):
+    (tmp_path / "moons-table.yaml").write_text(USER_TARGET)
+    if csv is not None:
+        (tmp_path / "moons.csv").write_text(csv)
+    assert main(["paper", "run", str(tmp_path / "moons-table.yaml"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and len(err.strip().splitlines()) == 1

@@ -55,7 +55,7 @@ def test_overrides_reach_the_parts():
 
 def test_a_cell_without_parts_keeps_its_key():
     """Studies without parts (and without the new protocol options) keep the keys of their stored results."""
-    from cutbench.runner import cell_config
+    from cutbench.identity import cell_config
 
     cell = _study(methods=["kmeans"]).cells[0]
     config = cell_config(cell, None, "cpu")
@@ -73,12 +73,12 @@ def test_held_out_scoring_uses_only_the_points_not_trained_on():
     assert record["metrics"]["acc"] == pytest.approx(accuracy(y[held_out], labels[held_out]))
     with pytest.raises(CutbenchError, match="held_out needs a train_size"):
         _study(methods=["kmeans"], protocol={"evaluate": "held_out"})
-    with pytest.raises(CutbenchError, match="protocol.evaluate must be one of all, held_out"):
+    with pytest.raises(CutbenchError, match="protocol: evaluate must be one of 'all', 'held_out'"):
         _study(methods=["kmeans"], protocol={"evaluate": "test"})
 
 
 def test_cut_values_are_those_of_the_labelling_on_the_scored_points_graph():
-    (cell,) = _study(methods=["kmeans"], protocol={"cut_values": True}).cells
+    (cell,) = _study(methods=["kmeans"]).cells
     record, labels = run_cell(cell, DatasetCache(), "p")
     X = load_dataset("blobs", n=300).X
     graph = prepare_affinity("knn", X.astype(np.float32), device="cpu").graph()

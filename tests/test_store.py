@@ -8,7 +8,8 @@ import pytest
 
 from cutbench import CutbenchError
 from cutbench.canonical import canonical_json
-from cutbench.store import ResultStore, cell_key, flatten_record
+from cutbench.identity import cell_key
+from cutbench.store import ResultStore, flatten_record
 
 
 def make_record(name="k1", status="ok", acc=0.9, seed=None):

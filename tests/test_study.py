@@ -51,7 +51,7 @@ def test_grid_expands_to_the_expected_cells(tmp_path):
 
 @pytest.mark.parametrize("bad, message", [
     ("name: x\ndatasets: [blobs]\nmethods: [kmeans]\nsedes: [1]\n", r"line 4: unknown key 'sedes'.*accepted"),
-    ("name: x\ndatasets: [blobs]\nmethods: [spectral]\n", r"unknown method 'spectral'; accepted: .*ncut"),
+    ("name: x\ndatasets: [blobs]\nmethods: [spectral]\n", r"unknown method 'spectral'; built in: .*ncut"),
     ("name: x\ndatasets: [mnist9]\nmethods: [kmeans]\n", r"mnist9"),
     ("name: x\ndatasets: [blobs]\nmethods:\n  - name: kmeans\n    params: {n_int: 3}\n", r"unknown parameter.*n_int.*accepted"),
     ("name: x\ndatasets: [blobs]\nmethods: [kmeans]\nprotocol: {nmi_average_method: mean}\n", r"nmi_average_method must be one of"),
@@ -204,8 +204,8 @@ def test_cuda_out_of_memory_is_a_failed_record(monkeypatch):
 
 
 def test_time_limit_is_not_part_of_the_key():
-    from cutbench.runner import cell_config
-    from cutbench.store import cell_key
+    from cutbench.identity import cell_config
+    from cutbench.identity import cell_key
 
     base = {"name": "k", "datasets": ["blobs"], "methods": ["kmeans"], "device": "cpu"}
     a = expand_study({**base, "timing": {"time_limit": 10}}).cells[0]
@@ -322,8 +322,8 @@ def test_bad_overrides_are_clear_errors(tmp_path, override, message):
 
 
 def test_cell_keys_depend_on_values_not_on_their_spelling(tmp_path):
-    from cutbench.runner import cell_config
-    from cutbench.store import cell_key
+    from cutbench.identity import cell_config
+    from cutbench.identity import cell_key
 
     def keys(params, affinity):
         raw = {"name": "k", "datasets": ["blobs"], "methods": [{"name": "neuncut", "params": params}],
@@ -364,3 +364,17 @@ def test_dataset_names_accept_the_usual_spellings():
     assert cells[0].dataset == "two_moons"
     with pytest.raises(CutbenchError, match=r"unknown dataset 'twomoon'; available: blobs, cifar10, .*two_moons"):
         expand_study({"name": "d", "datasets": ["twomoon"], "methods": ["kmeans"]})
+
+
+def test_a_study_accepts_every_device_the_estimators_accept():
+    """The study and the estimators share one device constraint: cuda:N is a device (skipped without CUDA)."""
+    import torch
+
+    from cutbench.runner import DatasetCache, run_cell
+
+    (cell,) = expand_study({"name": "d", "datasets": [{"name": "blobs", "params": {"n": 60}}], "methods": ["kmeans"],
+                            "device": "cuda:1"}).cells
+    assert cell.device == "cuda:1"
+    if not torch.cuda.is_available():
+        record, _ = run_cell(cell, DatasetCache(), "d")
+        assert record["status"] == "skipped" and "CUDA is not available" in record["error"]

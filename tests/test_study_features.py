@@ -5,7 +5,8 @@ import pytest
 
 from cutbench import CutbenchError
 from cutbench.datasets import compute_features, load_dataset, resolve_features
-from cutbench.runner import DatasetCache, cell_config, run_cell
+from cutbench.identity import cell_config
+from cutbench.runner import DatasetCache, run_cell
 from cutbench.study import apply_override, expand_study, select_cells
 
 

@@ -29,7 +29,7 @@ def pin_threads():
     threadpool_limits(1)
 
 KNN = {"sigma": "median", "n_neighbors": 10}
-# The quick study's CPU budgets, smaller: every method fits in seconds.
+# The quick study's CPU budgets, smaller: every method fits in seconds. A method not listed runs at its defaults.
 PARAMS = {
     "kmeans": {},
     "ncut": {"affinity": KNN},
