@@ -241,8 +241,10 @@ def _run_stages(cell: Cell, dataset, device: torch.device, record: dict) -> np.n
     metric_set = cell_metrics(cell)
     needs = {need for metric in metric_set for need in metric.needs}
     X_scored = X[torch.from_numpy(scored).to(device)] if len(scored) < len(y) else X
-    graph = (_scoring_graph(method, X_scored, fit_kwargs.get("graph") if len(scored) == len(y) and not learned
-                            else None, device, record) if "graph" in needs else None)
+    # the method's own full graph is the scored points' only when it was built on exactly them
+    same_points = len(scored) == len(y) == len(fit_idx) and not learned
+    graph = (_scoring_graph(method, X_scored, fit_kwargs.get("graph") if same_points else None, device, record)
+             if "graph" in needs else None)
     embedding = _embedding(fitted, X_scored, caps, len(scored) == len(y)) if "embedding" in needs else None
     metrics, notes = evaluate(metric_set, labels[scored], y_true=y[scored], graph=graph, embedding=embedding)
     metrics, not_finite = finite_metrics(metrics)

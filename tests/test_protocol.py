@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from cutbench import CutbenchError
-from cutbench.affinity import prepare_affinity
+from cutbench.affinity import canonical_affinity, prepare_affinity
 from cutbench.datasets import load_dataset
 from cutbench.metrics import accuracy, ncut_value, rcut_value
 from cutbench.runner import DatasetCache, run_cell, train_indices
@@ -104,3 +104,19 @@ def test_a_rule_between_a_parameter_and_the_study_affinity_is_checked_at_expansi
     (cell,) = _study(methods=[{"name": "spectralnet", "params": {"scale": "affinity", "batch_size": 100}}],
                      affinity={"kind": "self_expressive", "preset": "senet_cpu"}).cells
     assert cell.method_params["scale"] == "affinity"
+
+
+def test_a_graph_method_trained_on_a_subset_has_its_cuts_measured_on_the_graph_of_all_scored_points():
+    """SpecNet2 takes a full graph of its 80 training points but labels all 120: the cut values are those of
+    the labelling on the kNN graph of the 120 points, not on the training graph."""
+    from cutbench.methods import get_method
+
+    (cell,) = _study(methods=[{"name": "specnet2", "params": get_method("specnet2").check_params}],
+                     datasets=[{"name": "blobs", "params": {"n": 120}}], protocol={"train_size": 80}).cells
+    record, labels = run_cell(cell, DatasetCache(), "p")
+    assert record["status"] == "ok", record.get("error")
+    X = load_dataset("blobs", n=120).X
+    graph = prepare_affinity(cell.method_params["affinity"], X, device="cpu").graph()
+    assert record["cut_graph"] == {"affinity": canonical_affinity(cell.method_params["affinity"]), "n": 120,
+                                   "source": "built for scoring"}
+    assert record["metrics"]["ncut_value"] == pytest.approx(ncut_value(graph, labels), rel=1e-6)
