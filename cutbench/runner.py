@@ -128,15 +128,18 @@ def is_done(record: dict | None, config: dict, *, retry_failed: bool = False) ->
     return record["status"] == "ok" or not retry_failed
 
 
-def run_cell(cell: Cell, datasets: DatasetCache, study_name: str) -> tuple[dict, np.ndarray | None]:
+def run_cell(cell: Cell, datasets: DatasetCache, study_name: str, *,
+             identified: tuple | None = None) -> tuple[dict, np.ndarray | None]:
     """Run one cell; returns its record and predicted labels (None unless it succeeded).
 
-    The record keeps the machine's load average at the cell's start and end and the core count, so
-    a report can tell which timings an oversubscribed machine made.
+    ``identified`` is the cell's :func:`identify_cell` when the caller has it already (its claim needed the
+    key), so a cell is identified once per process. The record keeps the machine's load average at the
+    cell's start and end and the core count, so a report can tell which timings an oversubscribed machine
+    made.
     """
     started = time.perf_counter()
     load_at_start = load_average()
-    config, dataset, device, problem = identify_cell(cell, datasets)
+    config, dataset, device, problem = identified or identify_cell(cell, datasets)
     record = {"study": study_name, "key": cell_key(config), "config": config, "status": "failed", "error": None}
     labels = None
     try:
@@ -330,7 +333,8 @@ def execute_cell(cell: Cell, store_root: str, study_name: str,
     if limit is not None and threading.current_thread() is not threading.main_thread():
         return _execute_in_child(cell, store_root, study_name, limit, threads)
     store = ResultStore(store_root)
-    config = identify_cell(cell, _DATASETS)[0]
+    identified = identify_cell(cell, _DATASETS)
+    config = identified[0]
     key = cell_key(config)
     with store.claim(key) as held:
         if not held:
@@ -338,7 +342,7 @@ def execute_cell(cell: Cell, store_root: str, study_name: str,
         if is_done(store.get(key), config, retry_failed=True):  # an ok outcome written meanwhile
             return key, "stored"
         with limited_threads(threads.threads if threads else None):
-            record, labels = run_cell(cell, _DATASETS, study_name)
+            record, labels = run_cell(cell, _DATASETS, study_name, identified=identified)
         if threads is not None:
             record["thread_choice"] = {"threads": threads.threads, "reason": threads.reason}
         store.write(record, labels)
@@ -439,7 +443,8 @@ def run_study(study: Study, store: ResultStore, *, executor=None, retry_failed: 
             record = store.get(key) or {}
             if status == "ok":
                 m, t = record["metrics"], record["timings"]
-                detail = f"ok  acc={_number(m['acc'])} nmi={_number(m['nmi'])} fit={t['fit']['seconds']:.2f}s"
+                shown = " ".join(f"{name}={_number(value)}" for name, value in list(m.items())[:2])  # the study's first
+                detail = f"ok  {shown} fit={t['fit']['seconds']:.2f}s"
             else:
                 detail = f"{status.upper()}  {record.get('error', status)}"
         elapsed = time.perf_counter() - started

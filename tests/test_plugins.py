@@ -303,3 +303,54 @@ def test_the_worked_example_runs_end_to_end_in_a_fresh_process(tmp_path, executo
     assert frame["status"].eq("ok").all() and len(frame) == 6
     assert set(frame["method"]) == {"ncut", "spectral_lobpcg", "neuncut"}
     assert frame["ncut_value"].notna().all() and frame["purity"].notna().all()
+
+
+def test_the_learned_affinities_implement_the_declared_contract():
+    from cutbench.affinity import LEARNED_AFFINITIES, LEARNED_PRESETS
+    from cutbench.learned import LearnedAffinity
+
+    assert all(issubclass(cls, LearnedAffinity) for cls in LEARNED_AFFINITIES.values())
+    assert all(isinstance(preset, LearnedAffinity) for preset in LEARNED_PRESETS.values())
+
+    class Incomplete(LearnedAffinity):  # no prepare: not a learned affinity
+        kind = "incomplete"
+
+        def to_dict(self):
+            return {"kind": self.kind}
+
+        @classmethod
+        def from_dict(cls, value):
+            return cls()
+
+        def training_params(self):
+            return {}
+
+        def fit(self, X, *, device="auto", random_state=None):
+            return None
+
+    with pytest.raises(TypeError, match="abstract method.*prepare"):
+        Incomplete()
+
+
+def test_compare_judges_the_cut_values_and_a_plugin_metric(tmp_path):
+    from cutbench.reports.compare import compare_frames
+
+    path = tmp_path / "same_label.py"
+    path.write_text(textwrap.dedent('''
+        import numpy as np
+        from cutbench.metrics import Metric
+
+        def _share(y_true, y_pred):
+            return float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))
+
+        same_label = Metric("same_label", _share, higher_is_better=True, label="Same")
+    '''))
+    raw = {**_study("ncut", "blobs"), "methods": ["ncut"], "metrics": ["acc", "ncut_value", f"{path}:same_label"]}
+    frames = []
+    for side in ("old", "new"):
+        store = ResultStore(tmp_path / side)
+        run_study(expand_study(raw), store, progress=lambda _: None)
+        frames.append(store.to_frame())
+    table = compare_frames(*frames)
+    assert {"acc", "ncut_value", "same_label"} <= set(table["quantity"])
+    assert set(table.loc[table["quantity"] == "ncut_value", "verdict"]) == {"same"}
