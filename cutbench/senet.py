@@ -17,15 +17,16 @@ on a union of subspaces are expressed by points of their own subspace, so ``|C|`
 
 The affinity, every option explicit (:class:`SelfExpressiveAffinity`):
 
-* full graph of the training points: ``C`` computed in row blocks, the ``top_k`` largest ``|c_ij|``
-  kept per row, rows L2-normalised when ``row_normalize``; then ``graph="knn"`` (SENet's MNIST recipe:
-  a 0/1 ``n_neighbors``-NN graph in the space of the coefficient rows, symmetrised as ½(A + Aᵀ)) or
+* full graph of the training points: ``C`` computed in row blocks, per row the ``top_k`` coefficients
+  largest in magnitude kept with their signs (``coefficients="signed"``, as released; ``"absolute"`` keeps
+  ``|c_ij|``, a variant), rows L2-normalised when ``row_normalize``; then ``graph="knn"`` (SENet's MNIST
+  recipe: a 0/1 ``n_neighbors``-NN graph in the space of the coefficient rows, symmetrised as ½(A + Aᵀ)) or
   ``graph="symmetric"`` (SENet's CIFAR recipe: ½(|C| + |C|ᵀ));
 * per mini-batch (NeuNcut and the other mini-batch methods): ``C_B`` among the batch's points,
   optionally its ``batch_top_s`` largest ``|c|`` per row, and ½(|C_B| + |C_B|ᵀ).
 
 Training is cached like the Siamese network's (see :mod:`cutbench.affinity`), and timed by the runner
-as the cell's affinity stage. Two presets: ``"senet"``, the reference's (research notes §8.3), and
+as the cell's affinity stage. Two presets: ``"senet"``, the released code's (research notes §8), and
 ``"senet_cpu"``, sized for a 2-core CPU (stated in :data:`SENET_PRESETS`).
 """
 
@@ -52,6 +53,9 @@ SELF_EXPRESSIVE_KIND = "self_expressive"
 """Value of the ``"kind"`` key that marks a dict as a :class:`SelfExpressiveAffinity`."""
 
 GRAPHS = ("knn", "symmetric")
+COEFFICIENTS = ("signed", "absolute")
+"""What the full graph is built from: the kept coefficients as they are (``signed``, the released code) or their
+magnitudes (``absolute``, a variant)."""
 
 
 @dataclass(frozen=True)
@@ -60,8 +64,9 @@ class SelfExpressiveAffinity(LearnedAffinity):
 
     Parameters
     ----------
-    hidden_dims : tuple of int, default=(1024, 1024, 1024, 1024)
-        Hidden ReLU widths of the query and the key networks (reference).
+    hidden_dims : tuple of int, default=(1024, 1024, 1024)
+        Hidden ReLU widths of the query and the key networks: the released code's ``hid_dims`` (three hidden
+        layers, then the output layer: 4 Linear layers, 3.95 M parameters per network on 784-d input).
     embedding_dim : int, default=1024
         Output width (tanh); the coefficients are divided by it (reference "shrink").
     gamma : float, default=200.0
@@ -71,7 +76,9 @@ class SelfExpressiveAffinity(LearnedAffinity):
     lr : float, default=1e-3
         Adam learning rate, cosine-annealed to 0 over the epochs.
     steps : int, default=100000
-        Gradient steps (reference: 100,000); an epoch is one pass of query batches over the points.
+        The step budget (reference ``total_iters``: 100,000). As released, an epoch is ``n // batch_size`` query
+        batches, training runs ``steps // (n // batch_size)`` whole epochs (at least one), so it takes at most
+        ``steps`` steps, and the cosine schedule spans those epochs.
     batch_size : int, default=100
         Query points per step.
     key_block : int, default=10000
@@ -81,7 +88,11 @@ class SelfExpressiveAffinity(LearnedAffinity):
     normalize_input : bool, default=True
         L2-normalise the rows of X first (reference).
     top_k : int, default=1000
-        ``|c_ij|`` kept per row of the full graph's coefficient matrix.
+        Coefficients kept per row of the full graph's coefficient matrix, the largest by magnitude.
+    coefficients : {"signed", "absolute"}, default="signed"
+        The kept coefficients as they are (the released code: the kNN graph searches the signed, row-normalised
+        coefficient rows) or their magnitudes ``|c_ij|`` (a variant; earlier cutbench versions used it). The
+        ``"symmetric"`` graph takes magnitudes either way.
     row_normalize : bool, default=True
         L2-normalise the kept coefficient rows.
     graph : {"knn", "symmetric"}, default="knn"
@@ -94,7 +105,7 @@ class SelfExpressiveAffinity(LearnedAffinity):
         Seed of the networks and the batches; None uses the seed of the method.
     """
 
-    hidden_dims: tuple = (1024, 1024, 1024, 1024)
+    hidden_dims: tuple = (1024, 1024, 1024)
     embedding_dim: int = 1024
     gamma: float = 200.0
     l1_ratio: float = 0.9
@@ -105,6 +116,7 @@ class SelfExpressiveAffinity(LearnedAffinity):
     grad_clip: float = 0.001
     normalize_input: bool = True
     top_k: int = 1000
+    coefficients: str = "signed"
     row_normalize: bool = True
     graph: str = "knn"
     n_neighbors: int = 3
@@ -113,7 +125,7 @@ class SelfExpressiveAffinity(LearnedAffinity):
 
     kind: ClassVar[str] = SELF_EXPRESSIVE_KIND
     _parameter_constraints: ClassVar[dict] = {
-        "hidden_dims": [Widths((1024, 1024, 1024, 1024), allow_empty=True)],
+        "hidden_dims": [Widths((1024, 1024, 1024), allow_empty=True)],
         "embedding_dim": [Interval(int, 1)],
         "gamma": [Interval(float, 0, None, closed="neither")],
         "l1_ratio": [Interval(float, 0, 1)],
@@ -124,6 +136,7 @@ class SelfExpressiveAffinity(LearnedAffinity):
         "grad_clip": [Interval(float, 0, None, closed="neither")],
         "normalize_input": [Boolean()],
         "top_k": [Interval(int, 1)],
+        "coefficients": [Options(*COEFFICIENTS)],
         "row_normalize": [Boolean()],
         "graph": [Options(*GRAPHS)],
         "n_neighbors": [Interval(int, 1)],
@@ -162,7 +175,8 @@ class SelfExpressiveAffinity(LearnedAffinity):
 
     def training_params(self) -> dict:
         """The fields that decide the trained networks (the graph recipe is applied afterwards)."""
-        graph_only = ("top_k", "row_normalize", "graph", "n_neighbors", "batch_top_s", "random_state", "key_block")
+        graph_only = ("top_k", "coefficients", "row_normalize", "graph", "n_neighbors", "batch_top_s", "random_state",
+                      "key_block")
         return {name: value for name, value in self.to_dict().items() if name not in graph_only}
 
     def fit(self, X, *, device="auto", random_state=None) -> SelfExpressiveModel:
@@ -177,9 +191,10 @@ class SelfExpressiveAffinity(LearnedAffinity):
 
 
 SENET_PRESETS = {
-    # The reference (research notes §8.3, MNIST and F-MNIST): 4 x 1024 networks, 100,000 steps of 100 queries.
+    # The released code (research notes §8, MNIST and F-MNIST): 3 hidden layers of 1024 and a 1024 tanh output,
+    # 100,000 steps of 100 queries, the kNN graph on the signed coefficient rows.
     "senet": SelfExpressiveAffinity(),
-    # Sized for a 2-core CPU: 2 x 256 networks, 2,000 steps; everything else as the reference.
+    # Sized for a 2-core CPU: 2 hidden layers of 256 and a 256 output, 2,000 steps; everything else as released.
     "senet_cpu": SelfExpressiveAffinity(hidden_dims=(256, 256), embedding_dim=256, steps=2000),
 }
 """Named specifications: ``affinity: senet`` / ``affinity: senet_cpu``, or ``{kind: self_expressive, preset: ...}``."""
@@ -200,6 +215,24 @@ class SelfExpressiveModel(nn.Module):
         return self.shrink * torch.sign(u) * torch.relu(u.abs() - self.threshold)
 
 
+def self_expression_loss(model: SelfExpressiveModel, X: torch.Tensor, batch: torch.Tensor, *, gamma: float,
+                         l1_ratio: float, key_block: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(loss, reconstruction term, regulariser)`` of the query points ``batch`` (indices into ``X``), each per
+    query point: ``[γ/2 Σ_{i∈B} ‖x_i − Σ_{j≠i} c_ij x_j‖² + Σ_{i∈B, j≠i} (λ|c_ij| + (1 − λ)/2 c_ij²)] / |B|``, every
+    point of ``X`` a key, ``key_block`` keys at a time."""
+    n, d = X.shape
+    reconstruction = torch.zeros(len(batch), d, device=X.device)
+    regulariser = torch.zeros((), device=X.device)
+    for start in range(0, n, key_block):
+        keys = torch.arange(start, min(start + key_block, n), device=X.device)
+        c = model.coefficients(X[batch], X[keys])
+        c = c * (batch[:, None] != keys[None, :])  # c_ii = 0
+        reconstruction = reconstruction + c @ X[keys]
+        regulariser = regulariser + l1_ratio * c.abs().sum() + (1 - l1_ratio) / 2 * c.square().sum()
+    residual = 0.5 * gamma * (X[batch] - reconstruction).square().sum()
+    return (residual + regulariser) / len(batch), residual / len(batch), regulariser / len(batch)
+
+
 def _train(spec: SelfExpressiveAffinity, X, device: torch.device, seed: int) -> SelfExpressiveModel:
     generator = torch.Generator().manual_seed(seed)
     X = torch.as_tensor(X).to(device=device, dtype=torch.float32)
@@ -213,33 +246,21 @@ def _train(spec: SelfExpressiveAffinity, X, device: torch.device, seed: int) -> 
     key = seeded_mlp(widths, activation="relu", output_activation="tanh", init="neuncut", generator=generator)
     model = SelfExpressiveModel(query.to(device), key.to(device), spec.embedding_dim)
     batch_size = min(spec.batch_size, n)
+    # The released rule: whole epochs of n // batch_size steps, as many as fit in the step budget.
     steps_per_epoch = max(n // batch_size, 1)
-    epochs = -(-spec.steps // steps_per_epoch)
+    epochs = max(spec.steps // steps_per_epoch, 1)
     optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr)
     trainer = Trainer("SENet", model, optimizer, terms=("loss", "reconstruction", "regulariser"),
                       scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=0),
                       clip_grad_norm=spec.grad_clip, hint=f"lower lr (now {spec.lr}) or gamma (now {spec.gamma}).")
-    done = 0
 
     def epoch_steps(epoch):
-        nonlocal done
         order = torch.randperm(n, generator=generator).to(device)
         for step in range(steps_per_epoch):
-            if done == spec.steps:
-                return
-            done += 1
             batch = order[step * batch_size:(step + 1) * batch_size]
-            reconstruction = torch.zeros(len(batch), d, device=device)
-            regulariser = torch.zeros((), device=device)
-            for start in range(0, n, spec.key_block):  # all training points are keys, a block at a time
-                keys = torch.arange(start, min(start + spec.key_block, n), device=device)
-                c = model.coefficients(X[batch], X[keys])
-                c = c * (batch[:, None] != keys[None, :])  # c_ii = 0
-                reconstruction = reconstruction + c @ X[keys]
-                regulariser = regulariser + spec.l1_ratio * c.abs().sum() + (1 - spec.l1_ratio) / 2 * c.square().sum()
-            residual = 0.5 * spec.gamma * (X[batch] - reconstruction).square().sum()
-            loss = (residual + regulariser) / len(batch)
-            yield loss, torch.stack([loss.detach(), residual.detach() / len(batch), regulariser.detach() / len(batch)])
+            loss, residual, regulariser = self_expression_loss(model, X, batch, gamma=spec.gamma,
+                                                               l1_ratio=spec.l1_ratio, key_block=spec.key_block)
+            yield loss, torch.stack([loss.detach(), residual.detach(), regulariser.detach()])
 
     model.history = trainer.run(epochs, epoch_steps)
     return model
@@ -277,19 +298,21 @@ class SelfExpressivePrepared:
 
     @torch.no_grad()
     def coefficient_matrix(self, *, block: int = 2048) -> sp.csr_matrix:
-        """|C| of all training points, the ``top_k`` largest per row kept (rows normalised if asked)."""
+        """C of all training points: per row the ``top_k`` coefficients largest in magnitude, signed or their
+        magnitudes (``coefficients``), rows L2-normalised if asked."""
         X = self._inputs
         n = X.shape[0]
         k = min(self.spec.top_k, n - 1)
         rows, cols, values = [], [], []
         for start in range(0, n, block):
             index = torch.arange(start, min(start + block, n), device=X.device)
-            c = self.model.coefficients(X[index], X).abs()
+            c = self.model.coefficients(X[index], X)
             c[torch.arange(len(index), device=X.device), index] = 0.0
-            top = torch.topk(c, k, dim=1)
+            kept = torch.topk(c.abs(), k, dim=1).indices
+            chosen = c.gather(1, kept) if self.spec.coefficients == "signed" else c.abs().gather(1, kept)
             rows.append(index.repeat_interleave(k).cpu())
-            cols.append(top.indices.reshape(-1).cpu())
-            values.append(top.values.reshape(-1).to(torch.float64).cpu())
+            cols.append(kept.reshape(-1).cpu())
+            values.append(chosen.reshape(-1).to(torch.float64).cpu())
         C = sp.csr_matrix((torch.cat(values).numpy(), (torch.cat(rows).numpy(), torch.cat(cols).numpy())),
                           shape=(n, n))
         C.eliminate_zeros()
@@ -306,11 +329,13 @@ class SelfExpressivePrepared:
         if report is not None:
             report["knn_backend"] = "self_expressive"
         if self.spec.graph == "symmetric":
-            return ((C + C.T) * 0.5).tocsr()
+            magnitudes = abs(C)
+            return ((magnitudes + magnitudes.T) * 0.5).tocsr()
         n_neighbors = min(self.spec.n_neighbors, C.shape[0] - 1)
-        connectivity = kneighbors_graph(C, n_neighbors=n_neighbors, include_self=False)
+        # in float32, as the released code searches them (sklearn.preprocessing.normalize(C).astype(float32))
+        connectivity = kneighbors_graph(C.astype(np.float32), n_neighbors=n_neighbors, include_self=False)
         return (0.5 * (connectivity + connectivity.T)).tocsr()
 
 
-__all__ = ["GRAPHS", "SELF_EXPRESSIVE_KIND", "SENET_PRESETS", "SelfExpressiveAffinity", "SelfExpressiveModel",
-           "SelfExpressivePrepared"]
+__all__ = ["COEFFICIENTS", "GRAPHS", "SELF_EXPRESSIVE_KIND", "SENET_PRESETS", "SelfExpressiveAffinity", "SelfExpressiveModel",
+           "SelfExpressivePrepared", "self_expression_loss"]

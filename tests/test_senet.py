@@ -102,3 +102,83 @@ def test_training_is_cached_and_kept_apart_from_the_graph_recipe(subspaces):
         assert len(cache) == 1
         prepare_affinity(SelfExpressiveAffinity(**{**tiny.__dict__, "gamma": 50.0}), X, device="cpu", random_state=0)
         assert len(cache) == 2
+
+
+# ---- as released: a transcription of zhangsz1998/Self-Expressive-Network (main.py) on fixed inputs --------------
+def released_knn_graph(C, non_zeros=1000, n_neighbors=3):
+    """main.py's get_sparse_rep (diagonal zeroed, the non_zeros largest |c| per row kept with their signs),
+    evaluate's sklearn normalize(...).astype(float32) and get_knn_Aff (symmetric mode), on a dense C."""
+    from scipy import sparse
+    from sklearn.neighbors import kneighbors_graph
+    from sklearn.preprocessing import normalize
+
+    C = C.copy()
+    N = C.shape[0]
+    non_zeros = min(N, non_zeros)
+    np.fill_diagonal(C, 0.0)
+    index = np.argsort(-np.abs(C), axis=1, kind="stable")[:, :non_zeros]
+    values = np.take_along_axis(C, index, axis=1)
+    C_sparse = sparse.csr_matrix((values.ravel(), index.ravel(), [non_zeros * i for i in range(N + 1)]), shape=(N, N))
+    C_knn = kneighbors_graph(normalize(C_sparse).astype(np.float32), n_neighbors, mode="connectivity",
+                             include_self=False)
+    return 0.5 * (C_knn + C_knn.T)
+
+
+def released_loss(model, X, batch, gamma, lmbd, block_size):
+    """main.py's training step: coefficients of the batch against every block, the diagonal's contribution
+    subtracted from the reconstruction and the regulariser, then (γ/2 rec + reg) / batch_size."""
+    def regularizer(c):
+        return lmbd * torch.abs(c).sum() + (1.0 - lmbd) / 2.0 * torch.pow(c, 2).sum()
+
+    data, rows = X, X[batch]
+    q_batch, k_batch = model.query(rows), model.key(rows)
+    rec_batch, reg = torch.zeros_like(rows), torch.zeros(1)
+    for j in range(round(len(data) // block_size)):
+        block = data[j * block_size:(j + 1) * block_size]
+        c = model.shrink * (lambda u: torch.sign(u) * torch.relu(torch.abs(u) - model.threshold))(
+            q_batch.mm(model.key(block).t()))
+        rec_batch = rec_batch + c.mm(block)
+        reg = reg + regularizer(c)
+    u = (q_batch * k_batch).sum(dim=1, keepdim=True)
+    diag_c = torch.sign(u) * torch.relu(torch.abs(u) - model.threshold) * model.shrink
+    rec_batch = rec_batch - diag_c * rows
+    reg = reg - regularizer(diag_c)
+    rec_loss = torch.sum(torch.pow(rows - rec_batch, 2))
+    return ((0.5 * gamma * rec_loss + reg) / len(batch)).squeeze()
+
+
+def test_the_preset_has_the_released_architecture():
+    from cutbench.training import seeded_mlp
+
+    preset = SENET_PRESETS["senet"]
+    network = seeded_mlp([784, *preset.hidden_dims, preset.embedding_dim], activation="relu",
+                         output_activation="tanh", init="neuncut", generator=torch.Generator().manual_seed(0))
+    linears = [layer for layer in network if isinstance(layer, torch.nn.Linear)]
+    assert [layer.out_features for layer in linears] == [1024, 1024, 1024, 1024]  # hid_dims [1024]*3 + out_dims
+    assert sum(p.numel() for p in network.parameters()) == 3_952_640
+    assert isinstance(network[-1], torch.nn.Tanh) and preset.coefficients == "signed"
+
+
+def test_the_graph_is_the_released_codes_on_the_signed_coefficients(subspaces, trained):
+    model = trained.model
+    inputs = trained._inputs
+    with torch.no_grad():
+        C = model.coefficients(inputs, inputs).double().numpy()
+    ours = trained.graph()
+    assert (ours != released_knn_graph(C)).nnz == 0
+    absolute = prepare_affinity(SelfExpressiveAffinity(**{**SMALL.__dict__, "coefficients": "absolute"}),
+                                trained.points, device="cpu", random_state=0)
+    assert (absolute.graph() != released_knn_graph(np.abs(C))).nnz == 0  # the variant: the reference given |C|
+
+
+def test_the_loss_and_the_step_rule_are_the_released_codes(subspaces, trained):
+    from cutbench.senet import self_expression_loss
+
+    X = trained._inputs
+    batch = torch.arange(7, 57)
+    with torch.no_grad():
+        ours = self_expression_loss(trained.model, X, batch, gamma=200.0, l1_ratio=0.9, key_block=80)[0]
+        theirs = released_loss(trained.model, X, batch, gamma=200.0, lmbd=0.9, block_size=80)
+    assert float(ours) == pytest.approx(float(theirs), rel=1e-5)
+    # whole epochs of n // batch_size = 320 // 50 = 6 steps, as many as fit in 500 steps: 83 epochs, 498 steps
+    assert len(trained.model.history["loss"]) == 500 // (320 // 50)
