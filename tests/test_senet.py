@@ -135,8 +135,8 @@ def released_loss(model, X, batch, gamma, lmbd, block_size):
     rec_batch, reg = torch.zeros_like(rows), torch.zeros(1)
     for j in range(round(len(data) // block_size)):
         block = data[j * block_size:(j + 1) * block_size]
-        c = model.shrink * (lambda u: torch.sign(u) * torch.relu(torch.abs(u) - model.threshold))(
-            q_batch.mm(model.key(block).t()))
+        u = q_batch.mm(model.key(block).t())
+        c = model.shrink * torch.sign(u) * torch.relu(torch.abs(u) - model.threshold)
         rec_batch = rec_batch + c.mm(block)
         reg = reg + regularizer(c)
     u = (q_batch * k_batch).sum(dim=1, keepdim=True)
