@@ -604,6 +604,49 @@ def local_median_affinity(Z, n_neighbors, *, self_loops=True, symmetrize="mean")
     return W
 
 
+def batch_median_affinity(Z, n_neighbors, scale_neighbor, *, self_loops=True, symmetrize="mean"):
+    """Per-batch kNN affinity with one bandwidth per batch, as the PyTorch SpectralNet code builds it with
+    ``is_local_scale=False``.
+
+    ``sigma`` = the median over the batch's points of the distance to their ``scale_neighbor``-th nearest
+    point of the batch (the point itself is the first), at least 1e-7; ``W_ij = exp(-||z_i - z_j||² / sigma²)``
+    (no factor 2) on the ``n_neighbors`` nearest neighbours of ``i`` (self excluded), 0 elsewhere; then
+    symmetrised; diagonal 1 or 0.
+
+    Parameters
+    ----------
+    Z : torch.Tensor of shape (m, d)
+    n_neighbors : int
+        ``1 <= n_neighbors < m``.
+    scale_neighbor : int
+        ``2 <= scale_neighbor <= m``.
+    self_loops : bool, default=True
+    symmetrize : {"mean", "max"}, default="mean"
+
+    Returns
+    -------
+    torch.Tensor of shape (m, m), dtype and device of ``Z``
+    """
+    with torch.no_grad():
+        sq = pairwise_sq_dists(Z - Z.mean(dim=0))
+        m = sq.shape[0]
+        if not 1 <= n_neighbors < m:
+            raise CutbenchError(f"n_neighbors={n_neighbors} must be in [1, {m - 1}] for a batch of {m} points; "
+                                f"use a batch_size above n_neighbors.")
+        if not 2 <= scale_neighbor <= m:
+            raise CutbenchError(f"scale_neighbor={scale_neighbor} must be in [2, {m}] (the point itself counts as "
+                                f"neighbour 1; the batch has {m} points).")
+        kth = torch.kthvalue(sq, scale_neighbor, dim=1).values.clamp_min(0).sqrt()
+        sigma = torch.quantile(kth, 0.5).clamp_min(_LOCAL_SIGMA_FLOOR)
+        no_self = sq.clone()
+        no_self.diagonal().fill_(math.inf)
+        kept_sq, columns = torch.topk(no_self, n_neighbors, dim=1, largest=False)
+        W = torch.zeros_like(sq).scatter_(1, columns, torch.exp(-kept_sq / sigma.square()))
+        W = _symmetrize_dense(W, symmetrize)
+        W.diagonal().fill_(1.0 if self_loops else 0.0)
+    return W
+
+
 def global_median_sigma(Z, scale_neighbor, *, sample_size, generator):
     """Median over a random sample of points of the distance to the ``scale_neighbor``-th nearest sample point.
 

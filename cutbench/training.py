@@ -141,13 +141,18 @@ class Trainer:
         What to try when training diverges; ends the error message.
     clip_grad_norm : float, optional
         Clip the gradient of all the optimiser's parameters to this global norm before each step.
+    watch : callable, optional
+        ``watch() -> float`` after each epoch, e.g. the loss on held-out points: a ``ReduceLROnPlateau`` then
+        watches it instead of the epoch loss, and the history keeps it under ``"val_loss"``.
     """
 
     def __init__(self, owner: str, model: nn.Module, optimizer, *, terms=("loss",), scheduler=None,
-                 min_lr: float | None = None, hint: str = "", clip_grad_norm: float | None = None):
+                 min_lr: float | None = None, hint: str = "", clip_grad_norm: float | None = None,
+                 watch: Callable[[], float] | None = None):
         self.owner, self.model, self.optimizer = owner, model, optimizer
         self.terms, self.scheduler, self.min_lr, self.hint = tuple(terms), scheduler, min_lr, hint
         self.clip_grad_norm = clip_grad_norm
+        self.watch = watch
 
     def _reads_every_epoch(self) -> bool:
         return self.min_lr is not None or isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
@@ -178,7 +183,7 @@ class Trainer:
             When an epoch loss is not finite: ``"<owner> training diverged at epoch E (loss=nan); <hint>"``.
         """
         device = next(self.model.parameters()).device
-        epoch_values, learning_rates = [], []
+        epoch_values, learning_rates, watched = [], [], []
         for epoch in range(epochs):
             lr = self.optimizer.param_groups[0]["lr"]
             if self.min_lr is not None and lr <= self.min_lr:
@@ -215,11 +220,14 @@ class Trainer:
             else:
                 means = totals.to(torch.float64) / weight
             epoch_values.append(means.to(device))
+            if self.watch is not None:
+                watched.append(float(self.watch()))
+                self._check_finite(watched[-1], epoch, "validation loss")
             if self._reads_every_epoch():
                 loss = float(means[0])
                 self._check_finite(loss, epoch)
                 if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                    self.scheduler.step(loss)
+                    self.scheduler.step(watched[-1] if self.watch is not None else loss)
             if self.scheduler is not None and not isinstance(self.scheduler,
                                                              torch.optim.lr_scheduler.ReduceLROnPlateau):
                 self.scheduler.step()
@@ -229,12 +237,14 @@ class Trainer:
         self.model.eval()
         self.model.requires_grad_(False)
         history = {name: values[:, index].tolist() for index, name in enumerate(self.terms)}
+        if self.watch is not None:
+            history["val_loss"] = watched
         history["lr"] = learning_rates
         return history
 
-    def _check_finite(self, loss: float, epoch: int) -> None:
+    def _check_finite(self, loss: float, epoch: int, name: str | None = None) -> None:
         if not math.isfinite(loss):
-            raise CutbenchError(f"{self.owner} training diverged at epoch {epoch + 1} ({self.terms[0]}={loss}); "
+            raise CutbenchError(f"{self.owner} training diverged at epoch {epoch + 1} ({name or self.terms[0]}={loss}); "
                                 f"{self.hint}")
 
 

@@ -23,14 +23,19 @@ Where the paper, the original TF code (``KlugerLab/SpectralNet``) and the PyTorc
 * ``scale="global_median"`` (default; TF code): one ``sigma`` computed before training, the median over a
   random sample of ``batch_size`` points of the distance to the ``scale_neighbor``-th nearest point of
   the sample (the point itself counts as the first), then ``exp(-d² / (2 sigma²))``.
-  ``scale="local_median"`` (PyTorch code): ``sigma_j`` = median of the distances from ``j`` to its
-  ``n_neighbors`` nearest points and itself, and ``W_ij = exp(-d_ij² / sigma_j²)`` indexed by the column,
-  without the factor 2, as that code does. ``scale="affinity"`` uses the affinity's own ``sigma``.
+  ``scale="batch_median"`` (PyTorch code, ``is_local_scale=False``): one ``sigma`` per batch, the median
+  over the batch of the distance to the ``scale_neighbor``-th nearest point of the batch, and
+  ``exp(-d² / sigma²)`` without the factor 2. ``scale="local_median"`` (PyTorch code, its default):
+  ``sigma_j`` = median of the distances from ``j`` to its ``n_neighbors`` nearest points and itself, and
+  ``W_ij = exp(-d_ij² / sigma_j²)`` indexed by the column, without the factor 2, as that code does.
+  ``scale="affinity"`` uses the affinity's own ``sigma``.
 * Both codes use the unnormalised Laplacian (the paper also discusses the normalised one); so does this.
 * Epochs are ``steps_per_epoch`` random batches (TF: 100) or, with ``steps_per_epoch=None``, one pass
   (PyTorch). The learning rate drops x0.1 after ``patience`` epochs without a lower loss and training
-  stops once it reaches 1e-7. The references watch a validation loss; here the mean training loss of
-  the epoch is watched, so no data is held out.
+  stops once it reaches 1e-7. ``validation_fraction=0.1`` is both released codes: 10 % of the points,
+  drawn at random, are held out of training and the schedule watches their loss (with the last
+  orthonormalisation, in batches of ``batch_size``); ``0`` (default) trains on every point and watches
+  the mean training loss of the epoch. The presets (``SPECTRALNET_PRESETS``) follow the released codes.
 
 The per-batch affinity is computed on the device from the batch (the PyTorch code runs a CPU kNN per
 batch). With a :class:`cutbench.siamese.SiameseAffinity` the kernel sees the Siamese embeddings, as in
@@ -50,13 +55,14 @@ from sklearn.cluster import KMeans as SklearnKMeans
 from cutbench import CutbenchError
 from cutbench._validation import check_batch_size, seed_generators
 from cutbench.affinity import check_batch_size_for, prepare_affinity, resolve_affinity
-from cutbench.graph import Affinity, global_median_sigma, l2_normalize_rows, local_median_affinity
+from cutbench.graph import (Affinity, batch_median_affinity, global_median_sigma, l2_normalize_rows,
+                            local_median_affinity)
 from cutbench.methods.base import AFFINITY, EVERY_AFFINITY, Capabilities, ClusteringMethod, EmbeddingMixin
 from cutbench.params import Interval, NoneValue, Options, Widths
 from cutbench.siamese import SiameseAffinity
 from cutbench.training import ACTIVATIONS, Trainer, forward_in_chunks, plateau_schedule, seeded_mlp
 
-SCALES = ("global_median", "local_median", "affinity")
+SCALES = ("global_median", "batch_median", "local_median", "affinity")
 ORTHONORMS = ("qr", "cholesky")
 ORTH_GRADS = ("through", "detached")
 OPTIMIZERS = ("rmsprop", "adam")
@@ -71,27 +77,31 @@ _LR_DECAY = 0.1
 _RANK_EPS = float(torch.finfo(torch.float32).eps)
 
 SPECTRALNET_PRESETS = {
+    # Every preset holds out 10 % of the points and lowers the learning rate on their loss, as both released
+    # codes do (validation_fraction=0.1).
     # TF code, MNIST (AE codes as input; the Siamese is trained 400 epochs with RMSProp there).
     "mnist": dict(affinity=SiameseAffinity(kernel=Affinity(n_neighbors=2, self_loops=True)),
                   scale="global_median", scale_neighbor=2, hidden_dims=(1024, 1024, 512), activation="relu",
-                  optimizer="rmsprop", lr=1e-3, batch_size=1024, epochs=400, steps_per_epoch=100, patience=20),
+                  optimizer="rmsprop", lr=1e-3, batch_size=1024, epochs=400, steps_per_epoch=100, patience=20,
+                  validation_fraction=0.1),
     # TF code, Reuters: siam_k = 100 with 20 pairs per point there; here the 20 nearest are the positives.
     "reuters": dict(affinity=SiameseAffinity(kernel=Affinity(n_neighbors=29, self_loops=True), n_positives=20,
                                              epochs=20, patience=1),
                     scale="global_median", scale_neighbor=10, hidden_dims=(512, 256, 128), activation="relu",
-                    optimizer="rmsprop", lr=5e-5, batch_size=2048, epochs=300, steps_per_epoch=100, patience=5),
+                    optimizer="rmsprop", lr=5e-5, batch_size=2048, epochs=300, steps_per_epoch=100, patience=5,
+                    validation_fraction=0.1),
     # TF code, nested C ("cc"), dense Gaussian affinity; its softplus layers' batch norm is left out.
     "cc": dict(affinity=Affinity(n_neighbors=None, self_loops=True), scale="global_median", scale_neighbor=2,
                hidden_dims=(50, 50, 50), activation="softplus", optimizer="rmsprop", lr=1e-3, batch_size=128,
-               epochs=300, steps_per_epoch=100, patience=30),
-    # PyTorch package defaults.
+               epochs=300, steps_per_epoch=100, patience=30, validation_fraction=0.1),
+    # PyTorch package defaults: the local (per-point) bandwidth rule.
     "pytorch": dict(affinity=Affinity(n_neighbors=30, self_loops=True), scale="local_median",
                     hidden_dims=(1024, 1024, 512), activation="leaky_relu", optimizer="adam", lr=1e-3,
-                    batch_size=1024, epochs=30, steps_per_epoch=None, patience=10),
-    # PyTorch two-moons example (standardised 2-D input).
-    "two_moons": dict(affinity=Affinity(n_neighbors=8, self_loops=True), scale="global_median", scale_neighbor=2,
+                    batch_size=1024, epochs=30, steps_per_epoch=None, patience=10, validation_fraction=0.1),
+    # PyTorch two-moons example (standardised 2-D input): is_local_scale=False, its per-batch global rule.
+    "two_moons": dict(affinity=Affinity(n_neighbors=8, self_loops=True), scale="batch_median", scale_neighbor=2,
                       hidden_dims=(128, 128), activation="leaky_relu", optimizer="adam", lr=1e-2, batch_size=712,
-                      epochs=40, steps_per_epoch=None, patience=10),
+                      epochs=40, steps_per_epoch=None, patience=10, validation_fraction=0.1),
 }
 """Reference settings by name: ``SpectralNet(n_clusters=k, **SPECTRALNET_PRESETS["mnist"])``."""
 
@@ -190,12 +200,14 @@ class SpectralNet(EmbeddingMixin, ClusteringMethod):
         Per-batch affinity, resolved with :func:`cutbench.affinity.prepare_affinity`: a heat kernel on the
         features, or on the embeddings of a Siamese network trained first (``"siamese"``). Its
         ``n_neighbors`` must be below ``batch_size``. Self-loops do not change the loss.
-    scale : {"global_median", "local_median", "affinity"}, default="global_median"
-        Kernel bandwidth: TF code (one sigma before training), PyTorch code (per-point sigma), or the
-        affinity's own ``sigma`` (a number, or ``"median"`` per batch). The first two need the affinity's
-        ``sigma="median"`` (it is replaced); ``"local_median"`` also needs an integer ``n_neighbors``.
+    scale : {"global_median", "batch_median", "local_median", "affinity"}, default="global_median"
+        Kernel bandwidth: TF code (one sigma before training), PyTorch code's global rule (one sigma per
+        batch, no factor 2), PyTorch code's local rule (per-point sigma), or the affinity's own ``sigma`` (a
+        number, or ``"median"`` per batch). The first three need the affinity's ``sigma="median"`` (it is
+        replaced); ``"batch_median"`` and ``"local_median"`` also need an integer ``n_neighbors``.
     scale_neighbor : int, default=2
-        For ``"global_median"``: the neighbour rank whose distance is used, the point itself being rank 1.
+        For ``"global_median"`` and ``"batch_median"``: the neighbour rank whose distance is used, the point
+        itself being rank 1.
     hidden_dims : tuple of int, default=(1024, 1024, 512)
         Hidden widths (TF MNIST setting).
     activation : {"relu", "leaky_relu", "softplus", "tanh"}, default="relu"
@@ -217,6 +229,9 @@ class SpectralNet(EmbeddingMixin, ClusteringMethod):
         Steps (two batches each) per epoch; None means ``n // batch_size`` (one pass).
     patience : int, default=20
         Epochs without a lower mean loss before the learning rate is multiplied by 0.1.
+    validation_fraction : float, default=0.0
+        Share of the points held out of training, whose loss the learning-rate schedule watches (both
+        released codes: 0.1); 0 trains on every point and watches the training loss.
     n_init : int, default=10
         k-means restarts on the embedding.
     predict_batch_size : int, default=10000
@@ -242,7 +257,8 @@ class SpectralNet(EmbeddingMixin, ClusteringMethod):
     sigma_ : float or None
         The global bandwidth for ``scale="global_median"``, else None.
     history_ : dict of list of float
-        Per-epoch mean ``"loss"`` and the ``"lr"`` used in that epoch.
+        Per-epoch mean ``"loss"``, the held-out ``"val_loss"`` (with ``validation_fraction > 0``) and the
+        ``"lr"`` used in that epoch.
     n_iter_ : int
         Epochs run.
     n_features_in_ : int
@@ -274,6 +290,7 @@ class SpectralNet(EmbeddingMixin, ClusteringMethod):
         "epochs": [Interval(int, 1)],
         "steps_per_epoch": [Interval(int, 1), NoneValue("one pass over the data per epoch")],
         "patience": [Interval(int, 1)],
+        "validation_fraction": [Interval(float, 0, 1, closed="left")],
         "n_init": [Interval(int, 1)],
         "predict_batch_size": [Interval(int, 1)],
     }
@@ -281,6 +298,7 @@ class SpectralNet(EmbeddingMixin, ClusteringMethod):
     def __init__(self, n_clusters=2, *, affinity="knn", scale="global_median", scale_neighbor=2,
                  hidden_dims=(1024, 1024, 512), activation="relu", orthonorm="qr", orth_grad="through",
                  optimizer="rmsprop", lr=1e-3, batch_size=1024, epochs=400, steps_per_epoch=100, patience=20,
+                 validation_fraction=0.0,
                  n_init=10, predict_batch_size=10000, device="auto", random_state=None):
         self.n_clusters = n_clusters
         self.affinity = affinity
@@ -296,6 +314,7 @@ class SpectralNet(EmbeddingMixin, ClusteringMethod):
         self.epochs = epochs
         self.steps_per_epoch = steps_per_epoch
         self.patience = patience
+        self.validation_fraction = validation_fraction
         self.n_init = n_init
         self.predict_batch_size = predict_batch_size
         self.device = device
@@ -318,8 +337,8 @@ class SpectralNet(EmbeddingMixin, ClusteringMethod):
         if self.scale != "affinity" and kernel.sigma != "median":
             raise CutbenchError(f"scale={self.scale!r} computes sigma itself, but the affinity fixes "
                                 f"sigma={kernel.sigma}; use an affinity with sigma='median' or scale='affinity'.")
-        if self.scale == "local_median" and kernel.n_neighbors is None:
-            raise CutbenchError("scale='local_median' needs a kNN affinity (integer n_neighbors, e.g. 30); got "
+        if self.scale in ("local_median", "batch_median") and kernel.n_neighbors is None:
+            raise CutbenchError(f"scale={self.scale!r} needs a kNN affinity (integer n_neighbors, e.g. 30); got "
                                 "n_neighbors=None. Use scale='global_median' for a dense affinity.")
 
     def _batch_affinity_fn(self, prepared, batch_size, generator):
@@ -332,6 +351,11 @@ class SpectralNet(EmbeddingMixin, ClusteringMethod):
                 return local_median_affinity(prepared.points[index], kernel.n_neighbors,
                                              self_loops=kernel.self_loops, symmetrize=kernel.symmetrize)
             return local, None
+        if self.scale == "batch_median":
+            def per_batch(index):
+                return batch_median_affinity(prepared.points[index], kernel.n_neighbors, self.scale_neighbor,
+                                             self_loops=kernel.self_loops, symmetrize=kernel.symmetrize)
+            return per_batch, None
         # The kernel normalises rows before measuring distances, so the scale is measured the same way.
         points = l2_normalize_rows(prepared.points) if kernel.normalize_rows else prepared.points
         sigma = global_median_sigma(points, self.scale_neighbor, sample_size=batch_size, generator=generator)
@@ -339,9 +363,18 @@ class SpectralNet(EmbeddingMixin, ClusteringMethod):
 
     def _fit(self, X):
         n_samples, n_features = X.shape
-        batch_size = check_batch_size(self.batch_size, n_samples, self.n_clusters)
         device = self._device()
         _, generator, seed = seed_generators(self.random_state)
+        # The released codes' hold-out: a random (1 - f) share trains, the rest is only watched.
+        order = (torch.randperm(n_samples, generator=generator) if self.validation_fraction > 0
+                 else torch.arange(n_samples)).to(device)
+        n_train = int((1 - self.validation_fraction) * n_samples)
+        train_index, valid_index = order[:n_train], order[n_train:]
+        if n_train < 2 or (self.validation_fraction > 0 and len(valid_index) < 2):
+            raise CutbenchError(f"validation_fraction={self.validation_fraction} leaves {n_train} training and "
+                                f"{len(valid_index)} held-out points of {n_samples}; give more points or a "
+                                "validation_fraction that leaves at least 2 on each side.")
+        batch_size = check_batch_size(self.batch_size, n_train, self.n_clusters)
 
         X_train = torch.as_tensor(X).to(device=device, dtype=torch.float32)
         prepared = prepare_affinity(self.affinity, X_train, device=device, random_state=seed)
@@ -354,23 +387,36 @@ class SpectralNet(EmbeddingMixin, ClusteringMethod):
             optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
         else:
             optimizer = torch.optim.RMSprop(model.parameters(), lr=self.lr, alpha=0.9)
-        trainer = Trainer("SpectralNet", model, optimizer,
-                          scheduler=plateau_schedule(optimizer, factor=_LR_DECAY, patience=self.patience),
-                          min_lr=_MIN_LR, hint=f"lower lr (now {self.lr:g}).")
-        steps = self.steps_per_epoch if self.steps_per_epoch is not None else n_samples // batch_size
-        grad_batches = _BatchStream(n_samples, batch_size, generator, device)
-        orth_batches = _BatchStream(n_samples, batch_size, generator, device)
+        steps = self.steps_per_epoch if self.steps_per_epoch is not None else n_train // batch_size
+        grad_batches = _BatchStream(n_train, batch_size, generator, device)
+        orth_batches = _BatchStream(n_train, batch_size, generator, device)
         detached = self.orth_grad == "detached"
         weights = None
+        # The held-out loss, as the PyTorch code's validate(): consecutive batches, the last orthonormalisation.
+        valid_batches = torch.tensor_split(valid_index, max(1, -(-len(valid_index) // batch_size)))
+        if self.validation_fraction > 0:
+            check_batch_size_for(prepared, min(len(batch) for batch in valid_batches))
+
+        @torch.no_grad()
+        def validation_loss():
+            losses = [spectral_loss(model(X_train[index]).to(torch.float64) @ weights,
+                                    batch_affinity_of(index).to(torch.float64)) for index in valid_batches]
+            return float(torch.stack(losses).mean())
+
+        trainer = Trainer("SpectralNet", model, optimizer,
+                          scheduler=plateau_schedule(optimizer, factor=_LR_DECAY, patience=self.patience),
+                          min_lr=_MIN_LR, hint=f"lower lr (now {self.lr:g}).",
+                          watch=validation_loss if self.validation_fraction > 0 else None)
 
         def epoch_steps(epoch):
             nonlocal weights
             rank_deficient = torch.zeros((), dtype=torch.bool, device=device)
             for _ in range(steps):
                 with torch.set_grad_enabled(not detached):
-                    weights, deficient = orthonorm_weights(model(X_train[orth_batches.next()]), self.orthonorm)
+                    orth_index = train_index[orth_batches.next()]
+                    weights, deficient = orthonorm_weights(model(X_train[orth_index]), self.orthonorm)
                 rank_deficient |= deficient
-                index = grad_batches.next()
+                index = train_index[grad_batches.next()]
                 Y = model(X_train[index]).to(torch.float64) @ weights
                 loss = spectral_loss(Y, batch_affinity_of(index).to(torch.float64))
                 yield loss, loss.detach().reshape(1)

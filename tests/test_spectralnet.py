@@ -205,3 +205,57 @@ def test_separates_moons_on_cuda():
     assert hungarian_accuracy(y, model.labels_) >= 0.95
     assert model.orthonorm_weights_.device.type == "cuda"
     np.testing.assert_array_equal(model.predict(X), model.labels_)
+
+
+def test_batch_median_affinity_is_the_pytorch_codes_global_rule():
+    """A transcription of shaham-lab/SpectralNet's _get_affinity_matrix with is_local_scale=False:
+    get_nearest_neighbors(X, k=n_nbg + 1), compute_scale(Dis, k=scale_k, is_local=False) (the median of the
+    scale_k-th column), get_gaussian_kernel (exp(-D² / scale²) masked to the neighbours, then (W + Wᵀ) / 2)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    from cutbench.graph import batch_median_affinity
+
+    rng = np.random.default_rng(3)
+    Z = rng.normal(size=(60, 4))
+    n_nbg, scale_k = 8, 2
+    Dis, Ids = NearestNeighbors(n_neighbors=n_nbg + 1).fit(Z).kneighbors(Z)
+    scale = max(np.median(Dis[:, scale_k - 1]), 1e-7)
+    D = np.sqrt(((Z[:, None, :] - Z[None, :, :]) ** 2).sum(-1))
+    W = np.exp(-D ** 2 / scale ** 2)
+    mask = np.zeros_like(W)
+    for i, row in enumerate(Ids):
+        mask[i, row] = 1
+    W = (W * mask + (W * mask).T) / 2
+    ours = batch_median_affinity(torch.tensor(Z), n_nbg, scale_k).numpy()
+    np.testing.assert_allclose(ours, W, atol=1e-12)
+
+
+def test_the_hold_out_lowers_the_learning_rate_on_a_validation_plateau():
+    """validation_fraction=0.1 (both released codes): the learning rate follows torch's ReduceLROnPlateau on the
+    held-out loss, not on the training loss."""
+    X, _ = make_blobs(300, centers=3, cluster_std=0.6, random_state=0)
+    X = StandardScaler().fit_transform(X).astype(np.float32)
+    # a learning rate so small that the held-out loss stalls at once: the schedule must drop it
+    model = SpectralNet(3, affinity={"n_neighbors": 5}, hidden_dims=(16,), batch_size=64, epochs=8,
+                        steps_per_epoch=3, optimizer="adam", lr=1e-5, patience=1, validation_fraction=0.1,
+                        n_init=1, device="cpu", random_state=0).fit(X)
+    history = model.history_
+    assert len(history["val_loss"]) == len(history["loss"]) == len(history["lr"])
+    # torch's scheduler replayed on the recorded held-out losses gives the recorded learning rates
+    replay = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1e-5)
+    schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(replay, factor=0.1, patience=1)
+    expected = []
+    for value in history["val_loss"]:
+        expected.append(replay.param_groups[0]["lr"])
+        schedule.step(value)
+    np.testing.assert_allclose(history["lr"], expected)
+    assert min(history["lr"]) < 1e-5  # the plateau was reached: the rate dropped at least once
+    no_hold_out = clone(model).set_params(validation_fraction=0.0).fit(X)
+    assert "val_loss" not in no_hold_out.history_
+
+
+def test_a_hold_out_too_small_for_the_affinity_is_refused():
+    X, _ = make_blobs(40, centers=2, random_state=0)
+    with pytest.raises(CutbenchError, match="n_neighbors=10 neighbours per point, but a batch has only batch_size=4"):
+        SpectralNet(2, affinity={"n_neighbors": 10}, hidden_dims=(8,), batch_size=20, epochs=1, steps_per_epoch=1,
+                    validation_fraction=0.1, device="cpu", random_state=0).fit(X)
