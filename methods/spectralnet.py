@@ -55,8 +55,13 @@ from sklearn.cluster import KMeans as SklearnKMeans
 from cutbench import CutbenchError
 from cutbench._validation import check_batch_size, seed_generators
 from cutbench.affinity import check_batch_size_for, prepare_affinity, resolve_affinity
-from cutbench.graph import (Affinity, batch_median_affinity, global_median_sigma, l2_normalize_rows,
-                            local_median_affinity)
+from cutbench.graph import (
+    Affinity,
+    batch_median_affinity,
+    global_median_sigma,
+    l2_normalize_rows,
+    local_median_affinity,
+)
 from cutbench.methods.base import AFFINITY, EVERY_AFFINITY, Capabilities, ClusteringMethod, EmbeddingMixin
 from cutbench.params import Interval, NoneValue, Options, Widths
 from cutbench.siamese import SiameseAffinity

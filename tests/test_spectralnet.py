@@ -3,15 +3,21 @@
 import numpy as np
 import pytest
 import torch
+from reference import hungarian_accuracy
 from sklearn.base import clone
 from sklearn.datasets import make_blobs, make_circles, make_moons
 from sklearn.preprocessing import StandardScaler
 
 from cutbench import CutbenchError
 from cutbench.methods.registry import make_method
-from cutbench.methods.spectralnet import (SPECTRALNET_PRESETS, SpectralNet, global_median_sigma,
-                                          local_median_affinity, orthonorm_weights, spectral_loss)
-from reference import hungarian_accuracy
+from cutbench.methods.spectralnet import (
+    SPECTRALNET_PRESETS,
+    SpectralNet,
+    global_median_sigma,
+    local_median_affinity,
+    orthonorm_weights,
+    spectral_loss,
+)
 
 # Small network and budget that separate the 2-D shapes for several seeds in about a second (rings: ~4 s).
 FAST = dict(hidden_dims=(64, 64), activation="leaky_relu", optimizer="adam", lr=1e-2, batch_size=128,
