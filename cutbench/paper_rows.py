@@ -25,6 +25,7 @@ from cutbench.verdicts import (
     higher_is_better,
     parse_number,
     record_value,
+    verdict_word,
 )
 
 
@@ -112,6 +113,7 @@ def compare(target: Target, scale: str, records: list[dict], study=None, *, refe
                               f"({failed[0]['status']}: {first_line(failed[0].get('error'))})")
             if row.verdict == "timed":
                 row.detail = _hardware_note(target, published, ok)
+            _mark_unconverged(row, ok)
         elif matching:
             missing = _missing_data_reason(matching)
             row.verdict = f"not run: {missing}" if missing else failure_text(matching[0])
@@ -125,6 +127,18 @@ def compare(target: Target, scale: str, records: list[dict], study=None, *, refe
             row.verdict = f"not run: {reason}"
         rows.append(row)
     return rows
+
+
+def _mark_unconverged(row: Row, ok: list[dict]) -> None:
+    """Say when a row's network cells stopped before their objective converged (cutbench.convergence): in the
+    verdict of a row that is not reproduced (its gap may be the budget's), and in the detail."""
+    stopped = sum((record.get("convergence") or {}).get("converged") is False for record in ok)
+    if not stopped:
+        return
+    note = f"not converged in {stopped} of {len(ok)} cells"
+    if verdict_word(row.verdict) in ("below", "above", "differs", "inconclusive"):
+        row.verdict = f"{row.verdict} ({note})"
+    row.detail = f"{row.detail}; {note}" if row.detail else note
 
 
 def _published_quantities(target: Target, published) -> dict:

@@ -25,6 +25,7 @@ from sklearn.base import clone
 from cutbench import CutbenchError, CutbenchWarning, DataUnavailableError
 from cutbench._validation import resolve_device
 from cutbench.affinity import HEAT_KERNEL, AffinityCache, affinity_kind, canonical_affinity, prepare_affinity
+from cutbench.convergence import record_convergence
 from cutbench.datasets import compute_features, load_dataset, resolve_features
 from cutbench.graph import APPROXIMATE_BACKENDS, knn_recall
 from cutbench.identity import cell_config, cell_key, cell_plugins
@@ -167,7 +168,7 @@ def run_cell(cell: Cell, datasets: DatasetCache, study_name: str, *,
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
         if isinstance(exc, DataUnavailableError):
             record["error_kind"] = "data_missing"  # reports say "not run" and how to get the data
-    for stage in ("metrics", "timings", "history") if record["status"] != "ok" else ():
+    for stage in ("metrics", "timings", "history", "convergence") if record["status"] != "ok" else ():
         record.pop(stage, None)  # partial results of a cell that did not finish are not results
     record["cell_wall_seconds"] = time.perf_counter() - started
     record["load"] = {"start": load_at_start, "end": load_average(), "cores": cores()}
@@ -254,7 +255,11 @@ def _run_stages(cell: Cell, dataset, device: torch.device, record: dict) -> np.n
     notes.update(not_finite)
     if notes:
         record["metric_notes"] = notes
-    record.update(metrics=metrics, timings=timings, history=_history(fitted))
+    history = _history(fitted)
+    record.update(metrics=metrics, timings=timings, history=history)
+    convergence = record_convergence(history)
+    if convergence is not None:  # a network: did its objective converge before training stopped?
+        record["convergence"] = convergence
     return labels
 
 

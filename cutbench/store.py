@@ -523,6 +523,9 @@ def flatten_record(record: dict) -> dict:
         "device": config.get("device"),
         "nmi_average_method": config["protocol"].get("nmi_average_method"),
         "fingerprint": config["dataset"].get("fingerprint"),
+        # a network cell's training: did its objective converge (cutbench.convergence.RULE)? None: no network
+        "converged": (record.get("convergence") or {}).get("converged"),
+        "convergence": (record.get("convergence") or {}).get("verdict"),
     }
     metrics = record.get("metrics") or {}
     for name in [*METRICS, *sorted(set(metrics) - set(METRICS))]:  # plugin metrics after the built-ins

@@ -135,10 +135,27 @@ def compare_frames(old: pd.DataFrame, new: pd.DataFrame, *, metrics: Sequence[st
                 sides[side] = (len(present), len(ok), dict(zip(ok.seed, values, strict=True)))
             if all(n_ok and not any(map(math.isfinite, values.values())) for _, n_ok, values in sides.values()):
                 continue  # ok on both sides, measured on neither: not a quantity of this configuration
-            rows.append({"dataset": first.dataset, "configuration": first.configuration, "quantity": quantity,
-                         "kind": kind, **_change(sides, quantity, kind, alpha, min_effect, time_threshold,
-                                                 time_floor)})
+            row = {"dataset": first.dataset, "configuration": first.configuration, "quantity": quantity,
+                   "kind": kind, **_change(sides, quantity, kind, alpha, min_effect, time_threshold, time_floor)}
+            unconverged = _unconverged(cells)
+            if unconverged:
+                row["test"] = f"{row['test']}; {unconverged}" if row["test"] else unconverged
+            rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _unconverged(cells: pd.DataFrame) -> str:
+    """``"not converged: old 0/3, new 2/3"`` when a side has ok network cells that stopped before their objective
+    converged (cutbench.convergence), else ``""``: such a change may be the budget's, not the code's."""
+    if "converged" not in cells:
+        return ""
+    counts = {}
+    for side in ("old", "new"):
+        ok = cells[(cells._side == side) & (cells.status == "ok")]
+        counts[side] = (int((ok["converged"] == False).sum()), len(ok))  # noqa: E712
+    if not any(bad for bad, _ in counts.values()):
+        return ""
+    return "not converged: " + ", ".join(f"{side} {bad}/{n}" for side, (bad, n) in counts.items())
 
 
 def _change(sides, quantity: str, kind: str, alpha: float, min_effect: float, time_threshold: float,

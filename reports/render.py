@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from cutbench import stats
+from cutbench.convergence import RULE
 from cutbench.reports import html as pages
 from cutbench.reports import ranks
 from cutbench.reports.compare import compare_frames, rule_text, seed_note, side_of, to_html_table
@@ -83,6 +84,8 @@ def render_report(store, out: Path, stages: Sequence[str] = ("fit",), *, rank_me
     summary = summarize(planned, metrics=shown_metrics(frame), times=[f"{stage}_s" for stage in stages])
     machine = "; ".join(note for note in (thread_note(frame), cpu_note(frame)) if note)
     legend = [MARK_RULE + ".", *summary.attrs["notes"], *([machine] if machine else [])]
+    if summary["n_unconverged"].sum():
+        legend.append(f"unconverged: ok cells whose network stopped before its objective converged ({RULE}).")
     markdown = to_markdown(summary) + "\n" + "\n".join(f"{line}  " for line in legend) + "\n"
     fragment = to_html(summary)
     for name, text in (("table.md", markdown), ("table.tex", to_latex(summary)), ("table.html", fragment)):

@@ -341,6 +341,9 @@ def summarize(
     stats_columns = pd.concat([moments[columns], marks], axis=1)[
         [f"{q}_{stat}" for q in quantities for stat in ("mean", "std", "best")]]
     counts = is_ok.groupby(keys, **grouping).agg(n_ok="sum", n_total="size")
+    # ok cells whose network stopped before its objective converged (cutbench.convergence); 0 without networks
+    unconverged = (is_ok & (df["converged"] == False)) if "converged" in df else is_ok & False  # noqa: E712
+    counts["n_unconverged"] = unconverged.groupby(keys, **grouping).sum()
     status = df["status"].groupby(keys, **grouping).agg(_dominant_status).rename("status")
     summary = pd.concat([stats_columns, counts, status], axis=1)
 
@@ -484,7 +487,8 @@ def _cells(summary: pd.DataFrame, position: int, quantities: list[str], mask: pd
         )
         for q in quantities
     ]
-    return [*cells, f"{int(row['n_ok'])}/{int(row['n_total'])}"]
+    unconverged = int(row.get("n_unconverged", 0) or 0)
+    return [*cells, f"{int(row['n_ok'])}/{int(row['n_total'])}" + (f" ({unconverged} unconverged)" if unconverged else "")]
 
 
 def _grid(summary: pd.DataFrame, *, layout: str, columns_level: str, bold_best: bool) -> _Grid:
