@@ -55,6 +55,31 @@ def test_loss_is_the_literal_eq6_reduce_sum():
     assert loss.item() == pytest.approx(literal, rel=1e-12)
 
 
+def test_the_expected_ncut_gradient_is_the_analytic_one():
+    """On a small fixed graph: the gradient autograd gives equals the derivative written out by hand,
+    d/dP_iℓ [1 − P_ℓᵀ W P_ℓ / Γ_ℓ] = −(2 (W P_ℓ)_i Γ_ℓ − (P_ℓᵀ W P_ℓ) d_i) / Γ_ℓ² with Γ = Pᵀ d, d = W 1,
+    and central finite differences of the literal Eq. 6."""
+    rng = np.random.default_rng(2)
+    W, P = random_graph(12, rng), random_memberships(12, 3, rng)
+    free = torch.tensor(P, requires_grad=True)
+    expected_ncut_loss(free, torch.tensor(W)).backward()
+    d = W.sum(axis=1)
+    volumes, within = P.T @ d, np.einsum("il,ij,jl->l", P, W, P)
+    analytic = -(2 * (W @ P) * volumes - np.outer(d, within)) / volumes**2
+    np.testing.assert_allclose(free.grad.numpy(), analytic, rtol=1e-10, atol=1e-12)
+
+    def literal(Q):
+        return ((Q / (Q.T @ d)) @ (1 - Q).T * W).sum()
+
+    step, numeric = 1e-6, np.zeros_like(P)
+    for index in np.ndindex(*P.shape):
+        up, down = P.copy(), P.copy()
+        up[index] += step
+        down[index] -= step
+        numeric[index] = (literal(up) - literal(down)) / (2 * step)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)
+
+
 def test_one_hot_loss_is_the_ncut_value():
     rng = np.random.default_rng(1)
     m, k = 40, 3
