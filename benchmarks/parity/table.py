@@ -1,0 +1,59 @@
+"""The parity table: each method beside its released code on the same inputs and budget, seed by seed.
+
+Input: a JSON list of results, one per (method, dataset): ``{"method", "dataset", "budget", "reference": {seed:
+acc}, "ours": {seed: acc}}``. Output, per row: the reference's mean ± std, ours, Δ = ours − reference, Welch's t
+test (the two codes draw different random numbers from the same seed, so seeds are not paired), and whether Δ is
+within seed noise (p ≥ 0.05; with one seed a side it cannot be told).
+
+Usage: python benchmarks/parity/table.py RESULTS.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from cutbench import stats
+
+
+def parity_rows(results: list[dict]) -> list[dict]:
+    """One row per result, in the given order (see the module docstring)."""
+    rows = []
+    for result in results:
+        reference = {("reference", seed): float(v) for seed, v in result["reference"].items()}
+        ours = {("ours", seed): float(v) for seed, v in result["ours"].items()}
+        comparison = stats.compare_samples(reference, ours)  # distinct keys: independent samples (Welch)
+        theirs_estimate, ours_estimate = stats.estimate(reference.values()), stats.estimate(ours.values())
+        if not comparison.judged:
+            within = f"cannot tell ({comparison.note})"
+        else:
+            within = "yes" if comparison.p_value >= stats.ALPHA else "no"
+        rows.append({"method": result["method"], "dataset": result["dataset"], "budget": result.get("budget", ""),
+                     "reference": theirs_estimate, "ours": ours_estimate,
+                     "delta": ours_estimate.mean - theirs_estimate.mean, "test": comparison, "within_noise": within})
+    return rows
+
+
+def _mean_std(estimate) -> str:
+    return f"{estimate.mean:.3f} ± {estimate.std:.3f} ({estimate.n})" if estimate.n > 1 else f"{estimate.mean:.3f} (1)"
+
+
+def to_markdown(rows: list[dict]) -> str:
+    lines = ["| method | dataset | budget | reference ACC | cutbench ACC | Δ | Welch p | within seed noise |",
+             "| :--- | :--- | :--- | ---: | ---: | ---: | ---: | :--- |"]
+    for row in rows:
+        test = row["test"]
+        p = stats.p_text(test.p_value) if test.judged else "—"
+        lines.append(f"| {row['method']} | {row['dataset']} | {row['budget']} | {_mean_std(row['reference'])} | "
+                     f"{_mean_std(row['ours'])} | {row['delta']:+.3f} | {p} | {row['within_noise']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    print(to_markdown(parity_rows(json.loads(Path(argv[1]).read_text()))), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
