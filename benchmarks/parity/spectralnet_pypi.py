@@ -27,12 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.preprocessing import StandardScaler
+from table import parity_rows, to_markdown  # the parity table, beside this script (which runs as a script)
 
 from cutbench.datasets import compute_features, load_dataset, resolve_features
 from cutbench.methods.spectralnet import SPECTRALNET_PRESETS, SpectralNet
 from cutbench.metrics import accuracy
-
-from table import parity_rows, to_markdown  # noqa: E402  (the parity table, beside this script)
 
 BUDGET = "two-moons example: 40 epochs of batches of 712, 10 % held out"
 
