@@ -48,7 +48,10 @@ def _kind_of(name: str) -> str:
     if name in list_datasets() or name in entry_points("dataset"):
         return "dataset"
     if is_target(name):
-        obj = load("method", name).obj
+        try:
+            obj = load("method", name).obj  # loading does not depend on the kind; only the wording does
+        except CutbenchError as exc:
+            raise CutbenchError(str(exc).replace("method plugin", "plugin", 1)) from None
         if isinstance(obj, type):
             return "method"
         if isinstance(obj, Metric):

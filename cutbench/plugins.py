@@ -146,8 +146,9 @@ def _attribute(kind: str, spec: str, module, attribute: str):
     for part in attribute.split("."):
         if not hasattr(obj, part):
             defined = sorted(name for name in vars(module) if not name.startswith("_"))
-            raise CutbenchError(f"{kind} plugin {spec!r}: {module.__name__ if not hasattr(module, '__file__') else module.__file__} "
-                                f"has no {attribute!r}; it defines: {', '.join(defined) or 'nothing public'}.")
+            where = getattr(module, "__file__", None) or module.__name__
+            raise CutbenchError(f"{kind} plugin {spec!r}: {where} has no {attribute!r}; it defines: "
+                                f"{', '.join(defined) or 'nothing public'}.")
         obj = getattr(obj, part)
     return obj
 
