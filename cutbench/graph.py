@@ -563,7 +563,7 @@ def _check_square(shape) -> None:
         raise CutbenchError(f"an affinity matrix must be square (n, n); got shape {tuple(shape)}.")
 
 
-# ---- SpectralNet's bandwidth rules (used by its scale='local_median' and 'global_median') ----
+# ---- SpectralNet's bandwidth rules (its scale='local_median', 'batch_median' and 'global_median') ----
 _LOCAL_SIGMA_FLOOR = 1e-7  # the PyTorch SpectralNet code clamps its local scales here
 
 
@@ -586,22 +586,11 @@ def local_median_affinity(Z, n_neighbors, *, self_loops=True, symmetrize="mean")
     -------
     torch.Tensor of shape (m, m), dtype and device of ``Z``
     """
-    with torch.no_grad():
-        sq = pairwise_sq_dists(Z - Z.mean(dim=0))
-        m = sq.shape[0]
-        if not 1 <= n_neighbors < m:
-            raise CutbenchError(f"n_neighbors={n_neighbors} must be in [1, {m - 1}] for a batch of {m} points; "
-                                f"use a batch_size above n_neighbors.")
-        no_self = sq.clone()
-        no_self.diagonal().fill_(math.inf)
-        kept_sq, columns = torch.topk(no_self, n_neighbors, dim=1, largest=False)
-        with_self = torch.cat([torch.zeros(m, 1, dtype=sq.dtype, device=sq.device), kept_sq], dim=1)
-        sigma = torch.quantile(with_self.sqrt(), 0.5, dim=1).clamp_min(_LOCAL_SIGMA_FLOOR)
-        weights = torch.exp(-kept_sq / sigma[columns].square())
-        W = torch.zeros_like(sq).scatter_(1, columns, weights)
-        W = _symmetrize_dense(W, symmetrize)
-        W.diagonal().fill_(1.0 if self_loops else 0.0)
-    return W
+    def per_column(sq, kept_sq, columns):
+        with_self = torch.cat([torch.zeros(len(sq), 1, dtype=sq.dtype, device=sq.device), kept_sq], dim=1)
+        return torch.quantile(with_self.sqrt(), 0.5, dim=1).clamp_min(_LOCAL_SIGMA_FLOOR)[columns]
+
+    return _knn_batch_affinity(Z, n_neighbors, per_column, self_loops=self_loops, symmetrize=symmetrize)
 
 
 def batch_median_affinity(Z, n_neighbors, scale_neighbor, *, self_loops=True, symmetrize="mean"):
@@ -627,20 +616,31 @@ def batch_median_affinity(Z, n_neighbors, scale_neighbor, *, self_loops=True, sy
     -------
     torch.Tensor of shape (m, m), dtype and device of ``Z``
     """
+    def one_for_the_batch(sq, kept_sq, columns):
+        m = len(sq)
+        if not 2 <= scale_neighbor <= m:
+            raise CutbenchError(f"scale_neighbor={scale_neighbor} must be in [2, {m}] (the point itself counts as "
+                                f"neighbour 1; the batch has {m} points).")
+        kth = torch.kthvalue(sq, scale_neighbor, dim=1).values.clamp_min(0).sqrt()
+        return torch.quantile(kth, 0.5).clamp_min(_LOCAL_SIGMA_FLOOR)
+
+    return _knn_batch_affinity(Z, n_neighbors, one_for_the_batch, self_loops=self_loops, symmetrize=symmetrize)
+
+
+def _knn_batch_affinity(Z, n_neighbors, bandwidth, *, self_loops, symmetrize):
+    """The PyTorch SpectralNet code's batch kernel: ``exp(-d² / sigma²)`` (no factor 2) on each point's
+    ``n_neighbors`` nearest (self excluded), 0 elsewhere, symmetrised, diagonal 1 or 0. ``bandwidth(sq,
+    kept_sq, columns)`` gives sigma, broadcastable to the kept entries (one per column, or one for all)."""
     with torch.no_grad():
         sq = pairwise_sq_dists(Z - Z.mean(dim=0))
         m = sq.shape[0]
         if not 1 <= n_neighbors < m:
             raise CutbenchError(f"n_neighbors={n_neighbors} must be in [1, {m - 1}] for a batch of {m} points; "
                                 f"use a batch_size above n_neighbors.")
-        if not 2 <= scale_neighbor <= m:
-            raise CutbenchError(f"scale_neighbor={scale_neighbor} must be in [2, {m}] (the point itself counts as "
-                                f"neighbour 1; the batch has {m} points).")
-        kth = torch.kthvalue(sq, scale_neighbor, dim=1).values.clamp_min(0).sqrt()
-        sigma = torch.quantile(kth, 0.5).clamp_min(_LOCAL_SIGMA_FLOOR)
         no_self = sq.clone()
         no_self.diagonal().fill_(math.inf)
         kept_sq, columns = torch.topk(no_self, n_neighbors, dim=1, largest=False)
+        sigma = bandwidth(sq, kept_sq, columns)
         W = torch.zeros_like(sq).scatter_(1, columns, torch.exp(-kept_sq / sigma.square()))
         W = _symmetrize_dense(W, symmetrize)
         W.diagonal().fill_(1.0 if self_loops else 0.0)

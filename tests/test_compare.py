@@ -8,8 +8,8 @@ import pytest
 from scipy import stats as scipy_stats
 
 from cutbench.cli import main
-from cutbench.reports.compare import compare_frames, flagged
 from cutbench.identity import cell_key
+from cutbench.reports.compare import compare_frames, flagged
 from cutbench.store import ResultStore
 
 

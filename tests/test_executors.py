@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from cutbench.executors import DaskExecutor, LocalPoolExecutor
-from cutbench.runner import identify_cell, run_study
 from cutbench.identity import cell_key
+from cutbench.runner import identify_cell, run_study
 from cutbench.store import ResultStore
 from cutbench.study import expand_study
 

@@ -11,8 +11,8 @@ import pytest
 
 from cutbench import CutbenchError
 from cutbench.cli import main
-from cutbench.runner import DatasetCache, execute_cell, identify_cell, run_study
 from cutbench.identity import cell_key
+from cutbench.runner import DatasetCache, execute_cell, identify_cell, run_study
 from cutbench.store import ResultStore
 from cutbench.study import expand_study
 

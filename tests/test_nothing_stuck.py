@@ -2,7 +2,6 @@
 labels, every CLI value checked, interrupted and partial studies reported as such, progress bars quiet
 off a terminal."""
 
-import errno
 import json
 import os
 import signal
@@ -17,10 +16,11 @@ import psutil
 import pytest
 
 import cutbench.store as store_module
+from benchmarks.faults.round3 import FullDisk
 from cutbench import CutbenchError
 from cutbench.cli import main
-from cutbench.runner import DatasetCache, execute_cell, identify_cell, run_study
 from cutbench.identity import cell_key
+from cutbench.runner import DatasetCache, execute_cell, identify_cell, run_study
 from cutbench.store import ResultStore
 from cutbench.study import expand_study
 
@@ -134,22 +134,6 @@ def test_a_held_claim_is_whole_and_kept_fresh_by_its_heartbeat(tmp_path, monkeyp
 def test_a_full_disk_at_claim_time_is_a_clear_error_and_leaves_nothing(one_cell, monkeypatch):
     cell, key, root = one_cell
     ResultStore(root)
-    real_fdopen = os.fdopen
-
-    class FullDisk:
-        def __init__(self, fd, mode="r", *args, **kwargs):
-            self.stream = real_fdopen(fd, mode, *args, **kwargs)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.stream.close()
-            return False
-
-        def write(self, data):
-            raise OSError(errno.ENOSPC, "No space left on device")
-
     monkeypatch.setattr(store_module.os, "fdopen", FullDisk)
     with pytest.raises(CutbenchError, match=rf"no space left on the device to write {key}.claim in .*claims: "
                                             "nothing stored before was lost"):

@@ -12,6 +12,7 @@ import pytest
 
 from cutbench import CutbenchError
 from cutbench.cli import main
+from cutbench.identity import cell_config, cell_key
 from cutbench.paper import (
     MANIFEST,
     folder_target,
@@ -31,9 +32,8 @@ from cutbench.reports.paper import (
     to_latex,
     to_markdown,
 )
-from cutbench.identity import cell_config, cell_key
-from cutbench.verdicts import combine
 from cutbench.store import ResultStore
+from cutbench.verdicts import combine
 
 TARGETS = list(list_targets())
 SHARED_PAPERS = Path(__file__).resolve().parents[2] / "shared" / "papers"

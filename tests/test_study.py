@@ -204,8 +204,7 @@ def test_cuda_out_of_memory_is_a_failed_record(monkeypatch):
 
 
 def test_time_limit_is_not_part_of_the_key():
-    from cutbench.identity import cell_config
-    from cutbench.identity import cell_key
+    from cutbench.identity import cell_config, cell_key
 
     base = {"name": "k", "datasets": ["blobs"], "methods": ["kmeans"], "device": "cpu"}
     a = expand_study({**base, "timing": {"time_limit": 10}}).cells[0]
@@ -322,8 +321,7 @@ def test_bad_overrides_are_clear_errors(tmp_path, override, message):
 
 
 def test_cell_keys_depend_on_values_not_on_their_spelling(tmp_path):
-    from cutbench.identity import cell_config
-    from cutbench.identity import cell_key
+    from cutbench.identity import cell_config, cell_key
 
     def keys(params, affinity):
         raw = {"name": "k", "datasets": ["blobs"], "methods": [{"name": "neuncut", "params": params}],

@@ -31,6 +31,26 @@ STUDY_YAML = ("name: faults\ndatasets:\n  - {name: blobs, params: {n: 60}}\nmeth
               "device: cpu\ntiming: {warmup: 0, repeats: 1}\n")
 
 
+_REAL_FDOPEN = os.fdopen
+
+
+class FullDisk:
+    """``os.fdopen`` of a full disk: the file opens, every write raises ENOSPC (patch it over ``os.fdopen``)."""
+
+    def __init__(self, fd, mode="r", *args, **kwargs):
+        self.stream = _REAL_FDOPEN(fd, mode, *args, **kwargs)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stream.close()
+        return False
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
 def first_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     if any(line.startswith("Traceback") for line in lines):
@@ -96,22 +116,6 @@ def full_disk_at_claim(work: Path) -> str:
     shutil.rmtree(root, ignore_errors=True)
     ResultStore(root)
     cell = expand_study(STUDY).cells[0]
-    real_fdopen = os.fdopen
-
-    class FullDisk:
-        def __init__(self, fd, mode="r", *args, **kwargs):
-            self.stream = real_fdopen(fd, mode, *args, **kwargs)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.stream.close()
-            return False
-
-        def write(self, data):
-            raise OSError(errno.ENOSPC, "No space left on device")
-
     store_module.os.fdopen = FullDisk
     try:
         execute_cell(cell, str(root), "faults")
@@ -119,7 +123,7 @@ def full_disk_at_claim(work: Path) -> str:
     except Exception as exc:  # noqa: BLE001 - the case records whatever happens
         first = f"{type(exc).__name__}: {str(exc)[:80]}"
     finally:
-        store_module.os.fdopen = real_fdopen
+        store_module.os.fdopen = _REAL_FDOPEN
     left = [p.name for p in (root / "claims").iterdir()]
     status = execute_cell(cell, str(root), "faults")[1]
     return f"{first}; left behind: {left or 'nothing'}; after space is freed: {status}"
