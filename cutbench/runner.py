@@ -7,6 +7,8 @@ A cell that raises is stored as ``failed`` with its error and the study goes on.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import pickle
 import signal
 import subprocess
@@ -247,8 +249,8 @@ def _run_stages(cell: Cell, dataset, device: torch.device, record: dict) -> np.n
     X_scored = X[torch.from_numpy(scored).to(device)] if len(scored) < len(y) else X
     # the method's own full graph is the scored points' only when it was built on exactly them
     same_points = len(scored) == len(y) == len(fit_idx) and not learned
-    graph = (_scoring_graph(method, X_scored, fit_kwargs.get("graph") if same_points else None, device, record)
-             if "graph" in needs else None)
+    graph = (_scoring_graph(method, X_scored, fit_kwargs.get("graph") if same_points else None, device, record,
+                            scored) if "graph" in needs else None)
     embedding = _embedding(fitted, X_scored, caps, len(scored) == len(y)) if "embedding" in needs else None
     metrics, notes = evaluate(metric_set, labels[scored], y_true=y[scored], graph=graph, embedding=embedding)
     metrics, not_finite = finite_metrics(metrics)
@@ -277,13 +279,42 @@ def cell_metrics(cell: Cell) -> list[Metric]:
     return metrics
 
 
-def _scoring_graph(method, X_scored: torch.Tensor, method_graph, device, record: dict):
+class ScoringGraphCache:
+    """The scoring graphs this process built, by features, scored points and kernel.
+
+    Every cell of a study on one dataset scores the same points on the same kernel, and that graph costs
+    about a minute on 70,000 points with one thread: it is built once per process (each pool or dask
+    worker), outside every timed stage, and at most :attr:`size` are kept.
+    """
+
+    size = 2
+
+    def __init__(self):
+        self._graphs = {}
+
+    def get(self, key: tuple, build):
+        if key not in self._graphs:
+            while len(self._graphs) >= self.size:
+                self._graphs.pop(next(iter(self._graphs)))
+            self._graphs[key] = build()
+        return self._graphs[key]
+
+
+def _scoring_graph(method, X_scored: torch.Tensor, method_graph, device, record: dict, scored: np.ndarray):
     """The graph the cut values are measured on, built outside every timed stage: the full graph the method
     was given when it labelled exactly the scored points, else the heat-kernel graph of the scored points
     (the method's own kernel, or the default kNN kernel for a method without one or with a learned one)."""
     affinity = getattr(method, "affinity", None)
     spec = affinity if affinity is not None and affinity_kind(affinity) == HEAT_KERNEL else "knn"
-    graph = method_graph if method_graph is not None else prepare_affinity(spec, X_scored, device=device).graph()
+    fingerprint = record.get("features", {}).get("fingerprint")
+    if method_graph is not None:
+        graph = method_graph
+    elif fingerprint is None:  # features that cannot be told apart are not cached
+        graph = prepare_affinity(spec, X_scored, device=device).graph()
+    else:
+        key = (fingerprint, hashlib.sha256(np.ascontiguousarray(scored)).hexdigest(),
+               json.dumps(canonical_affinity(spec), sort_keys=True, default=str), str(device))
+        graph = _SCORING_GRAPHS.get(key, lambda: prepare_affinity(spec, X_scored, device=device).graph())
     record["cut_graph"] = {"affinity": canonical_affinity(spec), "n": int(X_scored.shape[0]),
                            "source": "the method's graph" if method_graph is not None else "built for scoring"}
     return graph
@@ -320,6 +351,7 @@ def _history(fitted) -> dict | None:
 # Executing cells: the store is the only channel back to the caller
 # ---------------------------------------------------------------------------------------------
 _DATASETS = DatasetCache()  # one per worker process
+_SCORING_GRAPHS = ScoringGraphCache()
 _CHILD_GRACE_SECONDS = 30.0
 
 

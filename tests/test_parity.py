@@ -2,6 +2,7 @@
 PyTorch package, as benchmarks/parity/spectralnet_pypi.py measured them (tests/data/parity_spectralnet.json)."""
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,3 +35,25 @@ def test_the_rows_are_welch_tests_of_the_stored_seeds():
 def test_one_seed_a_side_cannot_be_judged():
     (row,) = parity_rows([{"method": "m", "dataset": "d", "reference": {"0": 0.5}, "ours": {"0": 0.6}}])
     assert row["within_noise"].startswith("cannot tell") and row["delta"] == pytest.approx(0.1)
+
+
+def test_a_released_script_runs_unmodified_with_fresh_imports_and_its_failure_handed_back(tmp_path):
+    from benchmarks.parity.released import run_script
+
+    code = tmp_path / "code"
+    code.mkdir()
+    # a module that keeps state on itself between calls, as SpecNet2's update_YDY does
+    (code / "stateful.py").write_text("def step():\n    step.calls += 1\n    return step.calls\nstep.calls = 0\n")
+    (code / "main.py").write_text("import sys\nimport stateful\ncalls = stateful.step()\nargs = sys.argv[1:]\n"
+                                  "open('out.txt', 'w').write('written')\nprint('hello')\nif args == ['fail']:\n"
+                                  "    raise ValueError('the last lines fail')\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    first, error, printed = run_script(code / "main.py", ["a"], work)
+    second, _, _ = run_script(code / "main.py", ["b"], work)
+    assert (first["calls"], second["calls"]) == (1, 1)  # a fresh process each time: no state carried over
+    assert first["args"] == ["a"] and error is None and printed == "hello\n"
+    assert (work / "out.txt").read_text() == "written"  # it ran in the folder it was given
+    namespace, error, _ = run_script(code / "main.py", ["fail"], work)
+    assert isinstance(error, ValueError) and namespace["calls"] == 1  # variables kept up to the failure
+    assert "stateful" not in sys.modules and str(code) not in sys.path

@@ -87,6 +87,23 @@ def test_cut_values_are_those_of_the_labelling_on_the_scored_points_graph():
     assert record["cut_graph"]["n"] == 300 and record["cut_graph"]["affinity"]["n_neighbors"] == 10
 
 
+def test_cells_scoring_the_same_points_on_the_same_kernel_build_that_graph_once(monkeypatch):
+    from cutbench import runner
+
+    built = []
+    real = runner.prepare_affinity
+    monkeypatch.setattr(runner, "_SCORING_GRAPHS", runner.ScoringGraphCache())
+    monkeypatch.setattr(runner, "prepare_affinity", lambda spec, X, **kw: built.append(len(X)) or real(spec, X, **kw))
+    cells = _study(methods=["kmeans"], seeds=[0, 1]).cells + _study(
+        datasets=[{"name": "blobs", "params": {"n": 200}}], methods=["kmeans"]).cells
+    records = [run_cell(cell, DatasetCache(), "p") for cell in cells]
+    assert built == [300, 200]  # seeds 0 and 1 share the 300-point graph; 200 points get their own
+    X = load_dataset("blobs", n=300).X
+    graph = prepare_affinity("knn", X.astype(np.float32), device="cpu").graph()
+    for record, labels in records[:2]:
+        assert record["metrics"]["ncut_value"] == pytest.approx(ncut_value(graph, labels), rel=1e-6)
+
+
 def test_missing_data_is_recorded_as_missing_with_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setenv("CUTBENCH_DATA", str(tmp_path))
     (cell,) = expand_study({**BASE, "datasets": ["mnist"], "methods": ["kmeans"]}).cells

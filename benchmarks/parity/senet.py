@@ -20,13 +20,12 @@ Usage: python benchmarks/parity/senet.py CHECKOUT [--hidden 128 --out 128 --n 40
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
 import torch
+from released import cpu_only, load_module, stub_module  # beside this script, which runs as a script
 
 from cutbench.senet import SelfExpressiveAffinity, SelfExpressiveModel, SelfExpressivePrepared, self_expression_loss
 from cutbench.training import seeded_mlp
@@ -34,18 +33,12 @@ from cutbench.training import seeded_mlp
 
 def released_main(checkout: Path):
     """``main.py`` of the checkout as a module, loadable on a CPU-only machine."""
-    sys.path.insert(0, str(checkout))
-    if importlib.util.find_spec("munkres") is None:
-        sys.modules["munkres"] = types.SimpleNamespace(Munkres=None)
+    stub_module("munkres", Munkres=None)
     import sklearn.metrics.cluster as cluster_metrics
 
     sys.modules.setdefault("sklearn.metrics.cluster.supervised", cluster_metrics)
-    torch.Tensor.cuda = lambda self, *args, **kwargs: self
-    torch.nn.Module.cuda = lambda self, *args, **kwargs: self
-    spec = importlib.util.spec_from_file_location("released_senet_main", checkout / "main.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    cpu_only()
+    return load_module(checkout / "main.py", "released_senet_main")
 
 
 def union_of_subspaces(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -16,18 +16,14 @@ Usage: PYTHONPATH=SITE python benchmarks/parity/spectralnet_pypi.py [--n 2000] [
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
-import json
 import sys
-import time
 import types
-from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.preprocessing import StandardScaler
-from table import parity_rows, to_markdown  # the parity table, beside this script (which runs as a script)
+from table import finish, measure, parity_arguments  # the parity table, beside this script (which runs as a script)
 
 from cutbench.datasets import compute_features, load_dataset, resolve_features
 from cutbench.methods.spectralnet import SPECTRALNET_PRESETS, SpectralNet
@@ -83,29 +79,16 @@ def problems(n: int, mnist: int | None):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=2000)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--mnist", type=int, help="also N MNIST images (PCA-50), e.g. 5000")
-    parser.add_argument("--out", type=Path, help="also write the results (JSON) here")
+    parser = parity_arguments(__doc__.splitlines()[0])
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     Reference = reference_class()
     results = []
     for name, X, y, k, budget, reference, preset in problems(args.n, args.mnist):
-        row = {"method": "SpectralNet", "dataset": name, "budget": budget, "reference": {}, "ours": {}}
-        for seed in args.seeds:
-            started = time.perf_counter()
-            row["reference"][seed] = accuracy(y, reference(Reference, X, k, seed))
-            middle = time.perf_counter()
-            row["ours"][seed] = accuracy(y, run_ours(X, k, seed, preset))
-            print(f"{name} seed {seed}: reference {row['reference'][seed]:.3f} ({middle - started:.1f} s), "
-                  f"cutbench {row['ours'][seed]:.3f} ({time.perf_counter() - middle:.1f} s)", file=sys.stderr)
-        results.append(row)
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=1) + "\n")
-    print(to_markdown(parity_rows(results)), end="")
-    return 0
+        results.append(measure("SpectralNet", name, budget, args.seeds,
+                               lambda seed: accuracy(y, reference(Reference, X, k, seed)),  # noqa: B023 - run now
+                               lambda seed: accuracy(y, run_ours(X, k, seed, preset))))  # noqa: B023 - run now
+    return finish(results, args.out)
 
 
 if __name__ == "__main__":

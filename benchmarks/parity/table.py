@@ -10,8 +10,11 @@ Usage: python benchmarks/parity/table.py RESULTS.json
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from cutbench import stats
@@ -48,6 +51,41 @@ def to_markdown(rows: list[dict]) -> str:
         lines.append(f"| {row['method']} | {row['dataset']} | {row['budget']} | {_mean_std(row['reference'])} | "
                      f"{_mean_std(row['ours'])} | {row['delta']:+.3f} | {p} | {row['within_noise']} |")
     return "\n".join(lines) + "\n"
+
+
+def parity_arguments(description: str, checkout: str | None = None) -> argparse.ArgumentParser:
+    """The options every parity script takes: the checkout (when it runs one), points, seeds, MNIST, output."""
+    parser = argparse.ArgumentParser(description=description)
+    if checkout:
+        parser.add_argument("checkout", type=Path, help=f"a checkout of {checkout}")
+    parser.add_argument("--n", type=int, default=2000, help="points of the two-moons and double-rings problems")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--mnist", type=int, help="also N MNIST images, e.g. 2000 (MNIST under $CUTBENCH_DATA)")
+    parser.add_argument("--out", type=Path, help="also write the results (JSON) here")
+    return parser
+
+
+def measure(method: str, dataset: str, budget: str, seeds, reference: Callable[[int], float],
+            ours: Callable[[int], float]) -> dict:
+    """One result of the table's input: ``reference(seed)`` and ``ours(seed)`` (ACCs) for every seed, each
+    timed and printed to stderr as it comes."""
+    result = {"method": method, "dataset": dataset, "budget": budget, "reference": {}, "ours": {}}
+    for seed in seeds:
+        started = time.perf_counter()
+        result["reference"][seed] = reference(seed)
+        middle = time.perf_counter()
+        result["ours"][seed] = ours(seed)
+        print(f"{dataset} seed {seed}: reference {result['reference'][seed]:.3f} ({middle - started:.1f} s), "
+              f"cutbench {result['ours'][seed]:.3f} ({time.perf_counter() - middle:.1f} s)", file=sys.stderr)
+    return result
+
+
+def finish(results: list[dict], out: Path | None) -> int:
+    """Write the results (JSON) to ``out`` if given and print the parity table."""
+    if out:
+        out.write_text(json.dumps(results, indent=1) + "\n")
+    print(to_markdown(parity_rows(results)), end="")
+    return 0
 
 
 def main(argv: list[str]) -> int:

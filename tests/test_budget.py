@@ -1,0 +1,91 @@
+"""The budget ladder's stopping rules (benchmarks/budget/ladder.py) and the figure's answer rule
+(benchmarks/budget/figure.py), on constructed rungs; and the ladder end to end on a tiny budget study."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from benchmarks.budget.figure import answer, report
+from benchmarks.budget.ladder import CAP_SECONDS, PLATEAU, climb, decide, relative_move, rung_summary
+from cutbench.executors import make_executor
+from cutbench.store import ResultStore
+from cutbench.study import expand_study
+
+
+def summary(ncut=0.5, objective=1.0, converged=3, fit=10.0, ok=3):
+    return {"cells": 3, "ok": ok, "ncut": ncut, "objective": objective, "converged": converged,
+            "fit_seconds": [fit] * ok, **({"errors": ["failed: boom"] * (3 - ok)} if ok < 3 else {})}
+
+
+def test_relative_move_is_relative_above_the_floor_and_absolute_below():
+    assert relative_move(2.0, 2.1) == pytest.approx(0.05)
+    assert relative_move(-2.0, -2.1) == pytest.approx(0.05)
+    assert relative_move(1e-5, 2e-5) == pytest.approx(1e-5)  # a near-zero loss: absolute
+
+
+def test_a_method_climbs_while_its_objective_moves():
+    assert decide(None, summary(), has_next=True) == (True, "climbs")
+    assert decide(summary(ncut=0.60), summary(ncut=0.50), has_next=True)[0]  # Ncut fell by 17 %
+
+
+def test_a_plateau_of_both_label_free_quantities_with_converged_cells_stops_the_climb():
+    climbs, reason = decide(summary(ncut=0.500, objective=1.0), summary(ncut=0.505, objective=0.99), has_next=True)
+    assert not climbs and reason.startswith("stopped: plateau") and "3/3 converged" in reason
+    # the same numbers, but most cells still falling: not a plateau
+    assert decide(summary(ncut=0.500), summary(ncut=0.505, converged=1), has_next=True)[0]
+    # one quantity still moving by more than the tolerance: not a plateau
+    moved = 1.0 * (1 + 2 * PLATEAU)
+    assert decide(summary(objective=1.0), summary(objective=moved), has_next=True)[0]
+
+
+def test_the_cap_failures_and_the_last_rung_stop_the_climb():
+    climbs, reason = decide(None, summary(fit=CAP_SECONDS / 4 + 1), has_next=True)
+    assert not climbs and reason.startswith("stopped: cap")
+    assert decide(None, summary(fit=CAP_SECONDS / 4 - 1), has_next=True)[0]
+    climbs, reason = decide(None, summary(ok=2), has_next=True)
+    assert not climbs and "1 cell(s) not ok" in reason and "boom" in reason
+    assert decide(None, summary(), has_next=False) == (False, "stopped: the study has no higher rung")
+
+
+def test_rung_summary_reads_only_label_free_numbers_and_times():
+    record = {"status": "ok", "metrics": {"acc": 0.9, "ncut_value": 0.4}, "history": {"loss": [3.0, 2.0]},
+              "convergence": {"verdict": "converged"}, "timings": {"fit": {"seconds": 5.0}}}
+    got = rung_summary([record, {**record, "metrics": {"acc": 0.1, "ncut_value": 0.6}}])
+    assert got == {"cells": 2, "ok": 2, "ncut": pytest.approx(0.5), "objective": 2.0, "converged": 2,
+                   "fit_seconds": [5.0, 5.0]}
+    assert rung_summary([record, None])["errors"] == ["not run"]
+
+
+def test_the_answer_names_the_budget_only_when_the_ladder_could_not_rule_it_out():
+    rungs = pd.DataFrame({"acc": [0.50, 0.60, 0.70]}, index=["x1/4", "x1", "x4"])
+    assert answer(rungs, 0.71, "stopped: plateau (...)").startswith("no gap")
+    assert answer(rungs, 0.90, "stopped: plateau (ncut moved 1%)").startswith("not the budget")
+    text = answer(rungs, 0.90, "stopped: cap (next rung expected 2000 s a cell > 900 s)")
+    assert text.startswith("cannot tell: still moving at x4") and "closed 33% of its gap" in text
+    assert answer(rungs, None, "x").startswith("no published ACC")
+
+
+def test_the_ladder_climbs_a_tiny_study_and_stops_by_its_rules(tmp_path):
+    method = {"name": "neuncut", "params": {"batch_size": 50, "hidden_dims": [16], "gamma": 80.0}}
+    study = expand_study({
+        "name": "tiny_budget", "datasets": [{"name": "blobs", "params": {"n": 200}}], "seeds": [0, 1],
+        "device": "cpu", "timing": {"warmup": 0, "repeats": 1},
+        "parts": [{"name": f"x{epochs}", "methods": [{**method, "params": {**method["params"], "epochs": epochs}}]}
+                  for epochs in (5, 20, 80)]})
+    store = ResultStore(tmp_path)
+    decisions = climb(study, store, make_executor("inline"), ["blobs"], log=lambda line: None)
+    assert [d["rung"] for d in decisions] == ["x5", "x20", "x80"][:len(decisions)]
+    assert decisions[0]["climbs"] and not decisions[-1]["climbs"]
+    assert all(d["summary"]["ok"] == 2 for d in decisions)
+    stored = json.loads((tmp_path / "ladder.json").read_text())
+    assert stored["decisions"] == json.loads(json.dumps(decisions)) and stored["rules"]["plateau"] == PLATEAU
+    again = climb(study, store, make_executor("inline"), ["blobs"], log=lambda line: None)  # resumes: nothing re-run
+    assert [d["summary"] for d in again] == [d["summary"] for d in decisions]
+    assert "| blobs | neuncut | x5 |" in report(_frame(tmp_path), stored, ["x5", "x20", "x80"])
+
+
+def _frame(folder):
+    from benchmarks.budget.figure import rung_frame
+
+    return rung_frame(folder)
