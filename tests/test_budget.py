@@ -6,7 +6,8 @@ import json
 import pandas as pd
 import pytest
 
-from benchmarks.budget.figure import answer, report
+from benchmarks.budget.figure import answer
+from benchmarks.budget.figure import main as figure_main
 from benchmarks.budget.ladder import CAP_SECONDS, PLATEAU, climb, decide, relative_move, rung_summary
 from cutbench.executors import make_executor
 from cutbench.store import ResultStore
@@ -64,6 +65,7 @@ def test_the_answer_names_the_budget_only_when_the_ladder_could_not_rule_it_out(
     text = answer(rungs, 0.90, "stopped: cap (next rung expected 2000 s a cell > 900 s)")
     assert text.startswith("cannot tell: still moving at x4") and "closed 33% of its gap" in text
     assert answer(rungs, None, "x").startswith("no published ACC")
+    assert answer(rungs, 0.90, "climbs").startswith("not answered yet: still climbing after x4")
 
 
 def test_the_ladder_climbs_a_tiny_study_and_stops_by_its_rules(tmp_path):
@@ -82,10 +84,8 @@ def test_the_ladder_climbs_a_tiny_study_and_stops_by_its_rules(tmp_path):
     assert stored["decisions"] == json.loads(json.dumps(decisions)) and stored["rules"]["plateau"] == PLATEAU
     again = climb(study, store, make_executor("inline"), ["blobs"], log=lambda line: None)  # resumes: nothing re-run
     assert [d["summary"] for d in again] == [d["summary"] for d in decisions]
-    assert "| blobs | neuncut | x5 |" in report(_frame(tmp_path), stored, ["x5", "x20", "x80"])
-
-
-def _frame(folder):
-    from benchmarks.budget.figure import rung_frame
-
-    return rung_frame(folder)
+    assert figure_main(["figure.py", str(tmp_path)]) == 0
+    assert (tmp_path / "budget.png").stat().st_size > 0
+    table = (tmp_path / "budget.md").read_text()
+    assert "| blobs | neuncut | x5 | 20 |" in table  # 5 epochs of 200 // 50 steps
+    assert f"| blobs | neuncut | no published ACC | {decisions[-1]['rung']} | {decisions[-1]['reason']} |" in table

@@ -1,5 +1,5 @@
-"""The parity table builder (benchmarks/parity/table.py) on stored results: SpectralNet against the released
-PyTorch package, as benchmarks/parity/spectralnet_pypi.py measured them (tests/data/parity_spectralnet.json)."""
+"""The parity table builder (benchmarks/parity/table.py) on the stored results of the parity scripts
+(benchmarks/parity/results/*.json, each method beside its released code), and the runner of released scripts."""
 
 import json
 import sys
@@ -11,11 +11,12 @@ from scipy import stats as scipy_stats
 
 from benchmarks.parity.table import parity_rows, to_markdown
 
-STORED = Path(__file__).parent / "data" / "parity_spectralnet.json"
+STORED = sorted((Path(__file__).parents[1] / "benchmarks" / "parity" / "results").glob("*.json"))
 
 
 def test_the_rows_are_welch_tests_of_the_stored_seeds():
-    results = json.loads(STORED.read_text())
+    results = [result for path in STORED for result in json.loads(path.read_text())]
+    assert {result["method"] for result in results} >= {"NeuNcut", "SpecNet2", "SpectralNet"}
     rows = parity_rows(results)
     assert [row["dataset"] for row in rows] == [result["dataset"] for result in results]
     for row, result in zip(rows, results, strict=True):

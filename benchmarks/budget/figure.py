@@ -24,6 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from cutbench.methods.registry import get_method
 from cutbench.paper import read_published
 from cutbench.store import ResultStore
 
@@ -50,7 +51,7 @@ def rung_frame(folder: Path) -> pd.DataFrame:
         if record.get("status") != "ok":
             continue
         config = record["config"]
-        params = config["method"]["params"]
+        params = {**get_method(config["method"]["name"])().get_params(), **config["method"]["params"]}
         epochs = int(params["epochs"])
         per_epoch = params.get("steps_per_epoch") or record["n_fit"] // int(params["batch_size"])
         rows.append({"dataset": config["dataset"]["name"], "method": config["method"]["name"],
@@ -87,6 +88,8 @@ def answer(by_rung: pd.DataFrame, paper: float | None, stop_reason: str) -> str:
     """
     if paper is None:
         return "no published ACC to compare"
+    if stop_reason == "climbs":
+        return f"not answered yet: still climbing after {by_rung.index[-1]} (run the ladder again to go on)"
     means = by_rung["acc"]
     top = float(means.iloc[-1])
     gap = paper - top
@@ -103,8 +106,8 @@ def answer(by_rung: pd.DataFrame, paper: float | None, stop_reason: str) -> str:
 
 
 def draw(frame: pd.DataFrame, out: Path, rung_order: list[str]) -> list[Path]:
-    datasets = [d for d in DATASET_NAMES if d in set(frame.dataset)]
-    methods = [m for m in PAPER_NAMES if m in set(frame.method)]
+    datasets = list(dict.fromkeys(frame.dataset))
+    methods = list(dict.fromkeys(frame.method))
     colours = dict(zip(methods, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
     figure, axes = plt.subplots(2, 2 * len(datasets), figsize=(4.2 * 2 * len(datasets), 7), squeeze=False)
     for column, (dataset, x) in enumerate((d, x) for d in datasets for x in ("fit_s", "steps")):
@@ -112,7 +115,8 @@ def draw(frame: pd.DataFrame, out: Path, rung_order: list[str]) -> list[Path]:
             cells = frame[(frame.dataset == dataset) & (frame.method == method)]
             if cells.empty:
                 continue
-            grouped = cells.groupby("rung").agg(["mean", "std"]).reindex([r for r in rung_order if r in set(cells.rung)])
+            numbers = cells[["rung", "acc", "ncut", "fit_s", "steps"]]
+            grouped = numbers.groupby("rung").agg(["mean", "std"]).reindex([r for r in rung_order if r in set(cells.rung)])
             for row, quantity in enumerate(("acc", "ncut")):
                 axis = axes[row, column]
                 axis.errorbar(grouped[x]["mean"], grouped[quantity]["mean"], yerr=grouped[quantity]["std"],
@@ -125,7 +129,7 @@ def draw(frame: pd.DataFrame, out: Path, rung_order: list[str]) -> list[Path]:
             axis.set_xscale("log")
             axis.set_xlabel("fit time [s], 1 thread" if x == "fit_s" else "optimiser steps")
             axis.set_ylabel(quantity)
-            axis.set_title(DATASET_NAMES[dataset])
+            axis.set_title(DATASET_NAMES.get(dataset, dataset))
             axis.grid(alpha=0.3)
     axes[1, 0].set_yscale("log")
     for axis in axes[1, 1:]:

@@ -5,7 +5,8 @@ acc}, "ours": {seed: acc}}``. Output, per row: the reference's mean ± std, ours
 test (the two codes draw different random numbers from the same seed, so seeds are not paired), and whether Δ is
 within seed noise (p ≥ 0.05; with one seed a side it cannot be told).
 
-Usage: python benchmarks/parity/table.py RESULTS.json
+Usage: python benchmarks/parity/table.py RESULTS.json [MORE.json ...]   (one table of all their rows;
+benchmarks/parity/results/ holds the measured ones)
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ def finish(results: list[dict], out: Path | None) -> int:
 
 
 def main(argv: list[str]) -> int:
-    print(to_markdown(parity_rows(json.loads(Path(argv[1]).read_text()))), end="")
+    results = [result for path in argv[1:] for result in json.loads(Path(path).read_text())]
+    print(to_markdown(parity_rows(results)), end="")
     return 0
 
 
