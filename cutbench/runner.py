@@ -303,9 +303,12 @@ class ScoringGraphCache:
 def _scoring_graph(method, X_scored: torch.Tensor, method_graph, device, record: dict, scored: np.ndarray):
     """The graph the cut values are measured on, built outside every timed stage: the full graph the method
     was given when it labelled exactly the scored points, else the heat-kernel graph of the scored points
-    (the method's own kernel, or the default kNN kernel for a method without one or with a learned one)."""
+    (the method's own kernel when it is a kNN kernel; the default kNN kernel for a method without one, with
+    a learned one, or with a dense one, whose n x n graph a large dataset cannot hold: NeuNcut's reference
+    kernel scores 70,000 points at paper scale)."""
     affinity = getattr(method, "affinity", None)
-    spec = affinity if affinity is not None and affinity_kind(affinity) == HEAT_KERNEL else "knn"
+    own = affinity is not None and affinity_kind(affinity) == HEAT_KERNEL
+    spec = affinity if own and canonical_affinity(affinity)["n_neighbors"] is not None else "knn"
     fingerprint = record.get("features", {}).get("fingerprint")
     if method_graph is not None:
         graph = method_graph

@@ -137,3 +137,16 @@ def test_a_graph_method_trained_on_a_subset_has_its_cuts_measured_on_the_graph_o
     assert record["cut_graph"] == {"affinity": canonical_affinity(cell.method_params["affinity"]), "n": 120,
                                    "source": "built for scoring"}
     assert record["metrics"]["ncut_value"] == pytest.approx(ncut_value(graph, labels), rel=1e-6)
+
+
+def test_a_method_with_a_dense_kernel_has_its_cuts_measured_on_the_default_knn_graph():
+    """NeuNcut's reference kernel is dense (every pair): at paper scale its n x n graph of 70,000 scored points
+    cannot be built, so the cut values are measured on the default kNN kernel at every size."""
+    (cell,) = _study(methods=[{"name": "neuncut", "params": {"epochs": 2, "batch_size": 100, "affinity": "neuncut"}}]
+                     ).cells
+    record, labels = run_cell(cell, DatasetCache(), "p")
+    assert record["status"] == "ok", record.get("error")
+    X = load_dataset("blobs", n=300).X
+    graph = prepare_affinity("knn", X.astype(np.float32), device="cpu").graph()
+    assert record["cut_graph"]["affinity"] == canonical_affinity("knn")
+    assert record["metrics"]["ncut_value"] == pytest.approx(ncut_value(graph, labels), rel=1e-6)
