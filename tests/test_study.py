@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from cutbench import CutbenchError
-from cutbench.runner import DatasetCache, run_cell, run_study
-from cutbench.store import ResultStore
 from cutbench.methods import registry
 from cutbench.methods.base import Capabilities
 from cutbench.methods.neuncut import NeuNcut
+from cutbench.runner import DatasetCache, run_cell, run_study
+from cutbench.store import ResultStore
 from cutbench.study import expand_study, load_study, select_cells
 
 TINY = """
