@@ -8,7 +8,15 @@ import pytest
 
 from benchmarks.budget.figure import answer
 from benchmarks.budget.figure import main as figure_main
-from benchmarks.budget.ladder import CAP_SECONDS, PLATEAU, climb, decide, relative_move, rung_summary
+from benchmarks.budget.ladder import (
+    CAP_SECONDS,
+    PLATEAU,
+    climb,
+    decide,
+    relative_move,
+    rung_summary,
+    write_ladder,
+)
 from cutbench.executors import make_executor
 from cutbench.store import ResultStore
 from cutbench.study import expand_study
@@ -89,3 +97,16 @@ def test_the_ladder_climbs_a_tiny_study_and_stops_by_its_rules(tmp_path):
     table = (tmp_path / "budget.md").read_text()
     assert "| blobs | neuncut | x5 | 20 |" in table  # 5 epochs of 200 // 50 steps
     assert f"| blobs | neuncut | no published ACC | {decisions[-1]['rung']} | {decisions[-1]['reason']} |" in table
+
+
+def test_a_ladder_keeps_the_decisions_another_dataset_s_ladder_stored(tmp_path):
+    path = tmp_path / "ladder.json"
+    fashion = {"dataset": "fashion_mnist", "method": "cnc", "rung": "x1", "climbs": True, "reason": "climbs"}
+    write_ladder(path, [fashion], ["fashion_mnist"])
+    mnist = [{"dataset": "mnist", "method": "cnc", "rung": rung, "climbs": True, "reason": "climbs"}
+             for rung in ("x1/16", "x1/4")]
+    write_ladder(path, mnist[:1], ["mnist"])
+    write_ladder(path, mnist, ["mnist"])  # a later rung replaces this run's own earlier decisions
+    assert json.loads(path.read_text())["decisions"] == [fashion, *mnist]
+    write_ladder(path, [], ["fashion_mnist", "mnist"])
+    assert json.loads(path.read_text())["decisions"] == []

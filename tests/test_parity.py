@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from benchmarks.parity.table import parity_rows, to_markdown
+from benchmarks.parity.table import parity_arguments, parity_rows, shapes, to_markdown
 
 STORED = sorted((Path(__file__).parents[1] / "benchmarks" / "parity" / "results").glob("*.json"))
 
@@ -31,6 +31,11 @@ def test_the_rows_are_welch_tests_of_the_stored_seeds():
         assert row["within_noise"] == ("yes" if p >= 0.05 else "no")
     table = to_markdown(rows)
     assert table.splitlines()[0].startswith("| method | dataset | budget | reference ACC | cutbench ACC | Δ |")
+
+
+def test_n_0_leaves_the_synthetic_problems_out():
+    assert shapes(parity_arguments("d").parse_args([]).n) == ("two_moons", "double_rings")
+    assert shapes(parity_arguments("d").parse_args(["--n", "0", "--mnist", "4552"]).n) == ()
 
 
 def test_one_seed_a_side_cannot_be_judged():

@@ -20,6 +20,8 @@ ordinary study records, so an interrupted ladder resumes (stored cells are not r
 
 Usage: CUTBENCH_DATA=DIR python benchmarks/budget/ladder.py STUDY --out DIR2 [--workers 2 --threads 1]
        [--datasets mnist]
+Two ladders with different ``--datasets`` may share one results folder (each in its own process): the
+store's claims keep them off each other's cells and ``ladder.json`` keeps both runs' decisions.
 """
 
 from __future__ import annotations
@@ -126,14 +128,21 @@ def climb(study, store: ResultStore, executor, datasets: list[str], log) -> list
                     climbing[method] = summary
                 else:
                     del climbing[method]
-            write_ladder(store.root / "ladder.json", decisions)
+            write_ladder(store.root / "ladder.json", decisions, datasets)
     return decisions
 
 
-def write_ladder(path: Path, decisions: list[dict]) -> None:
+def write_ladder(path: Path, decisions: list[dict], datasets: list[str]) -> None:
+    """Write this run's decisions, keeping those another run (``--datasets``) stored for other datasets.
+
+    So one ladder per dataset can run in its own process on one results folder.
+    """
+    others = []
+    if path.exists():
+        others = [d for d in json.loads(path.read_text())["decisions"] if d["dataset"] not in datasets]
     rules = {"plateau": PLATEAU, "objective_floor": OBJECTIVE_FLOOR, "cap_seconds": CAP_SECONDS, "growth": GROWTH,
              "rule": __doc__.split("\n\n")[1].strip()}
-    text = json.dumps({"rules": rules, "decisions": decisions}, indent=1) + "\n"
+    text = json.dumps({"rules": rules, "decisions": others + decisions}, indent=1) + "\n"
     write_atomically(path, lambda handle: handle.write(text.encode()))
 
 

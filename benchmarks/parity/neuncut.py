@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from released import cpu_only, run_script  # beside this script, which runs as a script
 from sklearn.preprocessing import StandardScaler
-from table import finish, measure, parity_arguments
+from table import finish, measure, parity_arguments, shapes
 
 from cutbench.datasets import compute_features, load_dataset, resolve_features
 from cutbench.graph import Affinity
@@ -56,7 +56,7 @@ def l2_rows(X: np.ndarray) -> np.ndarray:
 
 def problems(n: int, mnist: int | None):
     """``(name, X, y, k, flags)`` of each comparison; flags are main.py's, shared by both codes."""
-    for name in ("two_moons", "double_rings"):
+    for name in shapes(n):
         data = load_dataset(name, n=n)
         lifted = np.hstack([StandardScaler().fit_transform(data.X), np.ones((n, 1))]).astype(np.float32)
         yield (f"{name} (n={n}, lifted)", lifted, data.y, 2,

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from senet import released_main  # beside this script, which runs as a script
 from sklearn.preprocessing import StandardScaler, normalize
-from table import finish, measure, parity_arguments
+from table import finish, measure, parity_arguments, shapes
 
 from cutbench.affinity import prepare_affinity
 from cutbench.datasets import compute_features, load_dataset, resolve_features
@@ -49,7 +49,7 @@ NON_ZEROS, NEIGHBOURS, KMEANS_STARTS = 1000, 3, 20
 
 def problems(n: int, mnist: int | None):
     """``(name, X, y, k, spectral_dim)`` of each comparison."""
-    for name in ("two_moons", "double_rings"):
+    for name in shapes(n):
         data = load_dataset(name, n=n)
         lifted = np.hstack([StandardScaler().fit_transform(data.X), np.ones((n, 1))]).astype(np.float32)
         yield f"{name} (n={n}, lifted)", lifted, data.y, 2, 2

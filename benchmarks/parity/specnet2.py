@@ -38,7 +38,7 @@ from released import run_script  # beside this script, which runs as a script
 from scipy.sparse.linalg import eigsh
 from sklearn.cluster import KMeans
 from sklearn.preprocessing import StandardScaler
-from table import finish, measure, parity_arguments
+from table import finish, measure, parity_arguments, shapes
 
 from cutbench.affinity import prepare_affinity
 from cutbench.datasets import compute_features, load_dataset, resolve_features
@@ -50,7 +50,7 @@ N_INIT = 10
 
 def problems(n: int, mnist: int | None):
     """``(name, X, y, k, settings)`` of each comparison; the settings are shared by both codes."""
-    for name in ("two_moons", "double_rings"):
+    for name in shapes(n):
         data = load_dataset(name, n=n)
         yield (f"{name} (n={n})", StandardScaler().fit_transform(data.X), data.y, 2,
                {"hidden": [128, 128], "lr": 1e-3, "batch": 32, "epochs": 30})

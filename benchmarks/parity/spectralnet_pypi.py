@@ -23,7 +23,7 @@ import types
 import numpy as np
 import torch
 from sklearn.preprocessing import StandardScaler
-from table import finish, measure, parity_arguments  # the parity table, beside this script (which runs as a script)
+from table import finish, measure, parity_arguments, shapes  # beside this script (run as a script)
 
 from cutbench.datasets import compute_features, load_dataset, resolve_features
 from cutbench.methods.spectralnet import SPECTRALNET_PRESETS, SpectralNet
@@ -67,7 +67,7 @@ def run_ours(X: np.ndarray, k: int, seed: int, preset: str = "two_moons") -> np.
 
 def problems(n: int, mnist: int | None):
     """``(name, X, y, k, budget, reference runner, cutbench preset)`` of each comparison."""
-    for name in ("two_moons", "double_rings"):
+    for name in shapes(n):
         data = load_dataset(name, n=n)
         yield (f"{name} (n={n})", StandardScaler().fit_transform(data.X).astype(np.float32), data.y, data.meta["k"],
                BUDGET, run_reference, "two_moons")

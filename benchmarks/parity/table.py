@@ -54,12 +54,18 @@ def to_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def shapes(n: int) -> tuple[str, ...]:
+    """The synthetic problems of a parity run: two moons and double rings, none with ``--n 0``."""
+    return ("two_moons", "double_rings") if n > 0 else ()
+
+
 def parity_arguments(description: str, checkout: str | None = None) -> argparse.ArgumentParser:
     """The options every parity script takes: the checkout (when it runs one), points, seeds, MNIST, output."""
     parser = argparse.ArgumentParser(description=description)
     if checkout:
         parser.add_argument("checkout", type=Path, help=f"a checkout of {checkout}")
-    parser.add_argument("--n", type=int, default=2000, help="points of the two-moons and double-rings problems")
+    parser.add_argument("--n", type=int, default=2000,
+                        help="points of the two-moons and double-rings problems (0: leave them out)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--mnist", type=int, help="also N MNIST images, e.g. 2000 (MNIST under $CUTBENCH_DATA)")
     parser.add_argument("--out", type=Path, help="also write the results (JSON) here")
