@@ -74,6 +74,18 @@ def test_the_answer_names_the_budget_only_when_the_ladder_could_not_rule_it_out(
     assert text.startswith("cannot tell: still moving at x4") and "closed 33% of its gap" in text
     assert answer(rungs, None, "x").startswith("no published ACC")
     assert answer(rungs, 0.90, "climbs").startswith("not answered yet: still climbing after x4")
+    assert answer(rungs, 0.90, "the ladder has not decided yet").startswith("not answered yet")
+
+
+def test_a_gap_left_after_the_paper_s_own_step_budget_is_not_the_budget():
+    rungs = pd.DataFrame({"acc": [0.50, 0.60, 0.55], "steps": [500, 2000, 8000]}, index=["x1/4", "x1", "x4"])
+    cap = "stopped: cap (next rung expected 1900 s a cell > 900 s)"
+    text = answer(rungs, 0.98, cap, paper_steps=2000)
+    assert text.startswith("not the budget: x1 already trains the paper's 2,000 steps (ACC 0.600)")
+    assert "at x4, 4x them, ACC 0.550, 0.430 below" in text
+    # below the paper's budget the cap leaves it open; a plateau rules it out whatever the steps
+    assert answer(rungs, 0.98, cap, paper_steps=40_000).startswith("cannot tell: still moving at x4")
+    assert answer(rungs, 0.98, "stopped: plateau (...)", paper_steps=40_000).startswith("not the budget: the objective")
 
 
 def test_the_ladder_climbs_a_tiny_study_and_stops_by_its_rules(tmp_path):

@@ -78,17 +78,23 @@ def published_acc(method: str, dataset: str) -> tuple[float | None, str]:
     return None, "no published ACC"
 
 
-def answer(by_rung: pd.DataFrame, paper: float | None, stop_reason: str) -> str:
+def answer(by_rung: pd.DataFrame, paper: float | None, stop_reason: str, paper_steps: int | None = None) -> str:
     """Is the gap to the paper the budget? Read from the rungs run (ACC is read here only to answer).
 
-    * no gap: the best rung's mean ACC is within :data:`CLOSE` of the paper;
-    * not the budget: the ladder stopped on a plateau of the label-free objective and a gap remains;
-    * partly / cannot tell: the ladder stopped at its cap or its last rung; the share of the gap at the
-      ``x1`` rung that the higher rungs closed is given.
+    ``by_rung``: mean ``acc`` and ``steps`` per rung, lowest first; ``paper_steps``: the paper's training
+    budget in the same optimiser steps (:data:`PAPER_STEPS`), if known.
+
+    * not answered yet: the ladder has not stopped the method;
+    * no gap: the highest rung's mean ACC is within :data:`CLOSE` of the paper;
+    * not the budget: the ladder stopped on a plateau of the label-free objective and a gap remains; or a rung
+      already trained for at least the paper's own number of steps and a gap remains at the highest rung
+      (more steps than the paper took cannot be what it needed);
+    * cannot tell: the ladder stopped at its cap or its last rung below the paper's budget; the share of the
+      gap at the ``x1`` rung that the higher rungs closed is given.
     """
     if paper is None:
         return "no published ACC to compare"
-    if stop_reason == "climbs":
+    if not stop_reason.startswith("stopped"):
         return f"not answered yet: still climbing after {by_rung.index[-1]} (run the ladder again to go on)"
     means = by_rung["acc"]
     top = float(means.iloc[-1])
@@ -97,6 +103,11 @@ def answer(by_rung: pd.DataFrame, paper: float | None, stop_reason: str) -> str:
         return f"no gap: {top:.3f} at {by_rung.index[-1]} against {paper:.3f}"
     if "plateau" in stop_reason:
         return f"not the budget: the objective plateaued by {by_rung.index[-1]} with ACC {top:.3f}, {gap:.3f} below"
+    if paper_steps is not None and "steps" in by_rung and by_rung["steps"].max() >= paper_steps:
+        reached = by_rung.index[by_rung["steps"] >= paper_steps][0]
+        return (f"not the budget: {reached} already trains the paper's {paper_steps:,} steps (ACC "
+                f"{means[reached]:.3f}); at {by_rung.index[-1]}, {by_rung['steps'].iloc[-1] / paper_steps:.0f}x "
+                f"them, ACC {top:.3f}, {gap:.3f} below")
     if "x1" in by_rung.index and by_rung.index[-1] != "x1":
         start = float(means.loc["x1"])
         closed = (top - start) / (paper - start) if paper > start else float("nan")
@@ -163,8 +174,9 @@ def report(frame: pd.DataFrame, ladder: dict, rung_order: list[str]) -> str:
         paper, source = published_acc(method, dataset)
         reason = reasons.get((dataset, method), "the ladder has not decided yet (run it again to go on)")
         shown = f"{paper:.3f} ({source})" if paper is not None else source
+        paper_steps = PAPER_STEPS.get(method, (None, ""))[0]
         answers.append(f"| {dataset} | {method} | {shown} | {rungs[-1]} | {reason} | "
-                       f"{answer(by_rung, paper, reason)} |")
+                       f"{answer(by_rung, paper, reason, paper_steps)} |")
     costs = ["", ("| dataset | method | s per step (highest rung, median of seeds) | paper budget | "
                   "extrapolated fit per cell | 3 seeds |"), "| :--- | :--- | ---: | :--- | ---: | ---: |"]
     for (dataset, method), cells in frame.groupby(["dataset", "method"], sort=False):
