@@ -81,7 +81,7 @@ def compare(target: Target, scale: str, records: list[dict], study=None, *, refe
         for row in rows if scale == "ci" else ():
             if row.verdict.startswith("ci: not comparable"):  # measured: check it against our own reference
                 would = row.verdict.removeprefix("ci: not comparable ")
-                row.verdict = f"{_reference_verdict(target, row, reference)} {would}"
+                row.verdict = f"{_reference_verdict(target, row, reference, records)} {would}"
         return rows
     fields = [(record, record_fields(record)) for record in records]
     study_cells = [cell.fields() for cell in (study or target.study(scale)).cells]
@@ -102,7 +102,7 @@ def compare(target: Target, scale: str, records: list[dict], study=None, *, refe
                   cells=frozenset(experiment_key(r["config"]) for r in matching))
         if ok:
             if scale == "ci" and any(not q.seconds for q in quantities.values()):
-                row.verdict = _reference_verdict(target, row, reference)
+                row.verdict = _reference_verdict(target, row, reference, ok)
             elif scale == "ci":
                 row.verdict = "timed"
             else:
@@ -163,8 +163,9 @@ def _row_verdict(target: Target, quantities: dict, n_ok: int) -> str:
     return combine([(column, quantities[column].verdict) for column in compared], n_ok)
 
 
-def _reference_verdict(target: Target, row: Row, reference: dict | None) -> str:
-    """A ci row against cutbench's own stored ci-scale results (:func:`cutbench.stats.judge_change`)."""
+def _reference_verdict(target: Target, row: Row, reference: dict | None, records: list[dict]) -> str:
+    """A ci row against cutbench's own stored ci-scale results (:func:`cutbench.stats.judge_change`); a change
+    names both CPUs when the reference was made on another one, since a network's seed moves with the CPU."""
     stored = ((reference or {}).get("targets", {}).get(target.name) or {}).get(row_id(row.key))
     no_reference = "ci: no reference"
     if not stored:
@@ -180,6 +181,10 @@ def _reference_verdict(target: Target, row: Row, reference: dict | None) -> str:
             before = stats.estimate(old.values()).mean
             changed.append(f"{column} {before:.3f} → {q.mean:.3f}")
     if changed:
+        ours = sorted({(r.get("provenance") or {}).get("cpu") or "unknown" for r in records})
+        theirs = (reference or {}).get("cpu")
+        if theirs and ours != [theirs]:
+            changed.append(f"reference made on {theirs}, this run on {', '.join(ours)}")
         return f"ci: changed from reference ({'; '.join(changed)})"
     return "ci: as reference" if compared else no_reference
 

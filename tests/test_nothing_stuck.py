@@ -336,9 +336,16 @@ def test_ctrl_c_during_a_run_ends_with_one_line_and_the_run_resumes(tmp_path):
         "name: slow\ndatasets:\n  - {name: blobs, params: {n: 300}}\nmethods:\n  - name: neuncut\n"
         "    params: {epochs: 400, batch_size: 100}\nseeds: [0, 1, 2, 3]\ndevice: cpu\n"
         "timing: {warmup: 0, repeats: 1}\n")
-    process = subprocess.Popen([sys.executable, "-m", "cutbench.cli", "run", "slow.yaml", "--out", "res"],
-                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    # Ctrl-C as a terminal delivers it: a test run started in the background (`pytest &` from a script) has
+    # SIGINT ignored, a child inherits that, and Python then installs no KeyboardInterrupt handler; a handled
+    # signal is reset to the default at exec, so the child starts as from a terminal
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "cutbench.cli", "run", "slow.yaml", "--out", "res"],
+                                   cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    finally:
+        signal.signal(signal.SIGINT, previous)
     deadline = time.time() + 120
     while time.time() < deadline and not list((tmp_path / "res" / "records").glob("*.json")):
         time.sleep(0.1)

@@ -235,6 +235,19 @@ def test_ci_rows_are_not_judged_against_the_paper_but_against_our_reference():
     assert _row(unstored, setting="IV", method="Ncut", dataset="MNIST").verdict.startswith("ci: no reference")
 
 
+
+def test_a_ci_change_names_both_cpus_when_the_reference_was_made_on_another():
+    target = get_target("neuncut-table2")
+    records = _records(target, "ci", {("IV", "neuncut", "mnist"): [(0.50, 0.60, 0.40)]})
+    for record in records:
+        record["provenance"] = {"cpu": "AMD EPYC"}
+    row = {"ACC": {"0": 0.58}, "NMI": {"0": 0.60}, "ARI": {"0": 0.40}}
+    other_cpu = "ci: changed from reference (ACC 0.580 → 0.500; reference made on Intel Xeon, this run on AMD EPYC)"
+    for cpu, expected in (("Intel Xeon", other_cpu), ("AMD EPYC", "ci: changed from reference (ACC 0.580 → 0.500)")):
+        reference = {"cpu": cpu, "targets": {"neuncut-table2": {"IV · NeuNcut · MNIST": row}}}
+        rows = compare(target, "ci", records, reference=reference)
+        assert _row(rows, setting="IV", method="NeuNcut", dataset="MNIST").verdict == expected
+
 def test_orderings_are_checked_with_paired_tests():
     target = get_target("neuncut-table2")
     (ordering,) = target.orderings

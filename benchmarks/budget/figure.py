@@ -59,7 +59,8 @@ def rung_frame(folder: Path) -> pd.DataFrame:
                      "ncut": record["metrics"]["ncut_value"], "fit_s": record["timings"]["fit"]["seconds"],
                      "steps": epochs * int(per_epoch),
                      "converged": (record.get("convergence") or {}).get("verdict") == "converged"})
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)  # the store's order is arbitrary; tables read by dataset, then method
+    return frame.sort_values(["dataset", "method", "seed"], kind="stable", ignore_index=True) if rows else frame
 
 
 def published_acc(method: str, dataset: str) -> tuple[float | None, str]:
